@@ -1,0 +1,274 @@
+//! The small, fixed datasets: message streams, templates and the `/server` body.
+//!
+//! These have no time index. Streams and templates are derived from `--now` and
+//! `--templates` alone so that identical flags give identical bodies.
+
+use crate::eastern::{push_eastern_secs, DAY};
+use crate::gen::mix;
+use crate::json;
+
+pub const NSTREAMS: usize = 5;
+pub const S_OUTBOUND: usize = 0;
+pub const S_BROADCAST: usize = 1;
+pub const S_INBOUND: usize = 2;
+pub const S_LEGACY: usize = 3;
+pub const S_PROMO: usize = 4;
+pub const SERVER_ID: u64 = 1_234_567;
+pub const INBOUND_HASH: &str = "7d3e1b0c9a8f4e2d6b5c4a3f2e1d0c9b";
+
+pub struct StreamInfo {
+    pub id: &'static str,
+    pub kind: &'static str,
+    name: &'static str,
+    description: Option<&'static str>,
+    unsubscribe: &'static str,
+    /// Days before `now` (negative = never set).
+    created_days: i64,
+    updated_days: i64,
+    pub archived_days: i64,
+}
+
+/// Indexed by the `S_*` constants.
+pub const STREAMS: [StreamInfo; NSTREAMS] = [
+    StreamInfo {
+        id: "outbound",
+        kind: "Transactional",
+        name: "Default Transactional Stream",
+        description: Some("Receipts, password resets and account notices"),
+        unsubscribe: "None",
+        created_days: 700,
+        updated_days: 120,
+        archived_days: -1,
+    },
+    StreamInfo {
+        id: "broadcast",
+        kind: "Broadcasts",
+        name: "Default Broadcast Stream",
+        description: Some("Newsletters and product announcements"),
+        unsubscribe: "Postmark",
+        created_days: 700,
+        updated_days: -1,
+        archived_days: -1,
+    },
+    StreamInfo {
+        id: "inbound",
+        kind: "Inbound",
+        name: "Default Inbound Stream",
+        description: Some("Replies to support tickets"),
+        unsubscribe: "None",
+        created_days: 700,
+        updated_days: -1,
+        archived_days: -1,
+    },
+    StreamInfo {
+        id: "legacy-tx",
+        kind: "Transactional",
+        name: "Legacy transactional",
+        description: None,
+        unsubscribe: "None",
+        created_days: 600,
+        updated_days: 30,
+        archived_days: 3,
+    },
+    StreamInfo {
+        id: "spring-promo",
+        kind: "Broadcasts",
+        name: "Spring promo",
+        description: Some("Spring sale campaign \u{2014} 20% off"),
+        unsubscribe: "Custom",
+        created_days: 200,
+        updated_days: 60,
+        archived_days: 1,
+    },
+];
+
+/// Stream index for a `messagestream` value (stream IDs compare case-insensitively).
+pub fn stream_index(name: &str) -> Option<usize> {
+    STREAMS.iter().position(|s| s.id.eq_ignore_ascii_case(name))
+}
+
+/// UTC second at which an archived stream was archived, relative to `now`.
+pub fn archived_at(stream: usize, now_secs: i64) -> Option<i64> {
+    let s = &STREAMS[stream];
+    (s.archived_days >= 0).then(|| now_secs - s.archived_days * DAY - 4321)
+}
+
+fn push_opt_time(out: &mut Vec<u8>, secs: Option<i64>) {
+    match secs {
+        Some(s) => {
+            out.push(b'"');
+            push_eastern_secs(out, s);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `/message-streams` body. `type_filter` is `None` for All; archived streams are left
+/// out unless `include_archived`. Streams come in ID order, as in a real recording.
+pub fn message_streams(
+    out: &mut Vec<u8>,
+    now_secs: i64,
+    type_filter: Option<&str>,
+    include_archived: bool,
+) {
+    let mut order: Vec<usize> = (0..NSTREAMS).collect();
+    order.sort_by_key(|&i| STREAMS[i].id);
+    let mut n = 0;
+    out.extend_from_slice(b"{\"MessageStreams\":[");
+    for i in order {
+        let s = &STREAMS[i];
+        let archived = archived_at(i, now_secs);
+        if type_filter.is_some_and(|t| t != s.kind) || (archived.is_some() && !include_archived) {
+            continue;
+        }
+        if n > 0 {
+            out.push(b',');
+        }
+        n += 1;
+        let days = |d: i64| (d >= 0).then(|| now_secs - d * DAY - 3 * 3600 - 17 * 60 - 5);
+        out.extend_from_slice(b"{\"ID\":");
+        json::string(out, s.id, false);
+        out.extend_from_slice(b",\"ServerID\":");
+        json::uint(out, SERVER_ID);
+        out.extend_from_slice(b",\"Name\":");
+        json::string(out, s.name, false);
+        out.extend_from_slice(b",\"Description\":");
+        match s.description {
+            Some(d) => json::string(out, d, false),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"MessageStreamType\":");
+        json::string(out, s.kind, false);
+        out.extend_from_slice(b",\"CreatedAt\":");
+        push_opt_time(out, days(s.created_days));
+        out.extend_from_slice(b",\"UpdatedAt\":");
+        push_opt_time(out, days(s.updated_days));
+        out.extend_from_slice(b",\"ArchivedAt\":");
+        push_opt_time(out, archived);
+        out.extend_from_slice(b",\"ExpectedPurgeDate\":");
+        push_opt_time(out, archived.map(|a| a + 45 * DAY));
+        out.extend_from_slice(
+            b",\"SubscriptionManagementConfiguration\":{\"UnsubscribeHandlingType\":",
+        );
+        json::string(out, s.unsubscribe, false);
+        out.extend_from_slice(b"}}");
+    }
+    out.extend_from_slice(b"],\"TotalCount\":");
+    json::uint(out, n);
+    out.push(b'}');
+}
+
+/// Template number `i` (0-based, ascending id). Every sixth is a layout.
+pub fn template_id(i: usize) -> u64 {
+    31_200_000 + i as u64 * 10 + mix(i as u64 ^ 0x7e3) % 7
+}
+
+pub fn template_is_layout(i: usize) -> bool {
+    i % 6 == 0
+}
+
+/// Appends one template summary object.
+pub fn template(out: &mut Vec<u8>, i: usize) {
+    const NAMES: [&str; 8] = [
+        "Password reset",
+        "Welcome aboard",
+        "Receipt \"Pro\" plan",
+        "Invoice reminder",
+        "Weekly digest",
+        "Bienvenue à bord",
+        "Path C:\\templates\\legacy",
+        "注文確認",
+    ];
+    let layout = template_is_layout(i);
+    out.extend_from_slice(b"{\"Active\":");
+    json::boolean(out, i % 9 != 8);
+    out.extend_from_slice(b",\"TemplateId\":");
+    json::uint(out, template_id(i));
+    out.extend_from_slice(b",\"Name\":");
+    let name = if layout {
+        format!("Layout {i}")
+    } else {
+        format!("{} {i}", NAMES[i % NAMES.len()])
+    };
+    json::string(out, &name, false);
+    out.extend_from_slice(b",\"Alias\":");
+    if layout {
+        json::string(out, &format!("layout-{i}"), false);
+    } else if i % 5 == 4 {
+        out.extend_from_slice(b"null");
+    } else {
+        json::string(out, &format!("template-{i}"), false);
+    }
+    out.extend_from_slice(b",\"TemplateType\":");
+    json::string(out, if layout { "Layout" } else { "Standard" }, false);
+    out.extend_from_slice(b",\"LayoutTemplate\":");
+    if layout || i % 3 == 0 {
+        out.extend_from_slice(b"null");
+    } else {
+        json::string(out, &format!("layout-{}", i / 6 * 6), false);
+    }
+    out.push(b'}');
+}
+
+/// `/server` body, shaped like examples/server.json.
+pub fn server(token: &str) -> Vec<u8> {
+    let v = serde_json::json!({
+        "ID": SERVER_ID,
+        "Name": "Acme Production",
+        "ApiTokens": [token],
+        "Color": "Blue",
+        "SmtpApiActivated": true,
+        "RawEmailEnabled": false,
+        "DeliveryType": "Live",
+        "ServerLink": format!("https://account.postmarkapp.com/servers/{SERVER_ID}/streams"),
+        "InboundAddress": format!("{INBOUND_HASH}@inbound.postmarkapp.com"),
+        "InboundHookUrl": "https://hooks.acme.example/postmark/inbound",
+        "BounceHookUrl": "",
+        "OpenHookUrl": "",
+        "DeliveryHookUrl": "",
+        "PostFirstOpenOnly": false,
+        "InboundDomain": "",
+        "InboundHash": INBOUND_HASH,
+        "InboundSpamThreshold": 5,
+        "TrackOpens": true,
+        "TrackLinks": "HtmlAndText",
+        "IncludeBounceContentInHook": false,
+        "ClickHookUrl": "",
+        "EnableSmtpApiErrorHooks": false
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_filtering() {
+        let parse = |t: Option<&str>, a: bool| {
+            let mut o = Vec::new();
+            message_streams(&mut o, 1_770_000_000, t, a);
+            serde_json::from_slice::<serde_json::Value>(&o).unwrap()
+        };
+        assert_eq!(parse(None, false)["TotalCount"], 3);
+        assert_eq!(parse(None, true)["TotalCount"], 5);
+        let b = parse(Some("Broadcasts"), true);
+        assert_eq!(b["TotalCount"], 2);
+        assert_eq!(b["MessageStreams"][1]["ID"], "spring-promo");
+        assert!(b["MessageStreams"][1]["ArchivedAt"].is_string());
+        assert!(b["MessageStreams"][0]["UpdatedAt"].is_null());
+    }
+
+    #[test]
+    fn templates_are_valid_and_unique() {
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..200 {
+            let mut o = Vec::new();
+            template(&mut o, i);
+            let v: serde_json::Value = serde_json::from_slice(&o).unwrap();
+            assert!(ids.insert(v["TemplateId"].as_u64().unwrap()));
+            assert!(template_id(i + 1) > template_id(i));
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Connection handling: one thread per connection, keep-alive request loop, and the API
+//! request pipeline (count, live arrivals, faults, latency, handler, gzip, log).
+
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::control::{self, fault_reply, Outcome};
+use crate::http::{self, ReadError, Request};
+use crate::App;
+
+/// Idle keep-alive connections are closed after this long, so abandoned pools do not pin
+/// threads forever; clients are expected to reconnect (as with any real server).
+const IDLE: Duration = Duration::from_secs(300);
+
+pub fn serve(app: Arc<App>, listener: TcpListener) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        let app = Arc::clone(&app);
+        let spawned = thread::Builder::new()
+            .name("conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || connection(&app, stream));
+        if let Err(e) = spawned {
+            eprintln!("fake-postmark: cannot spawn connection thread: {e}");
+        }
+    }
+}
+
+fn connection(app: &App, stream: TcpStream) {
+    // Nagle would delay the body segment behind the header segment.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(16 * 1024, read_half);
+    let mut w = stream;
+    // Reused across requests on this connection: pages are ~300 KB.
+    let mut body = Vec::new();
+    let mut gz = Vec::new();
+    loop {
+        let req = match http::read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(ReadError::Io) => return,
+            Err(ReadError::Bad(status, msg)) => {
+                let head = crate::api::error(&mut body, status, 400, msg);
+                let _ = http::write_response(&mut w, &head, &body, false);
+                return;
+            }
+        };
+        let started = Instant::now();
+        body.clear();
+        let is_api = !req.route().starts_with("/__fake/");
+        let outcome = if is_api {
+            api_request(app, &req, &mut body)
+        } else {
+            control::handle(app, &req, &mut body)
+        };
+        let (mut head, exit) = match outcome {
+            Outcome::Respond(h) => (h, false),
+            Outcome::Exit(h) => (h, true),
+            Outcome::Drop => {
+                app.ctl.end(&req, 0);
+                log(app, &req, 0, started);
+                return;
+            }
+        };
+        let gzip = is_api
+            && app.cfg.gzip
+            && req
+                .header("accept-encoding")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("gzip"));
+        let payload: &[u8] = if gzip {
+            gz.clear();
+            let mut enc = GzEncoder::new(&mut gz, Compression::fast());
+            let ok = enc.write_all(&body).and_then(|_| enc.finish().map(|_| ()));
+            if ok.is_ok() {
+                head.extra.push(("Content-Encoding", "gzip".into()));
+                &gz
+            } else {
+                &body
+            }
+        } else {
+            &body
+        };
+        let keep = req.keep_alive && !exit;
+        let written = http::write_response(&mut w, &head, payload, keep);
+        if is_api {
+            app.ctl.end(&req, head.status);
+        }
+        log(app, &req, head.status, started);
+        if exit {
+            std::process::exit(0);
+        }
+        if written.is_err() || !keep {
+            return;
+        }
+        // Give back memory after an unusually large body (e.g. a truth listing).
+        if body.capacity() > 4 << 20 {
+            body = Vec::new();
+            gz = Vec::new();
+        }
+    }
+}
+
+fn log(app: &App, req: &Request, status: u16, started: Instant) {
+    if app.cfg.verbose {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("{} {} -> {} ({ms:.1} ms)", req.method, req.target, status);
+    }
+}
+
+/// The API pipeline before the endpoint handler. The caller records the outcome.
+fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome {
+    let route = req.route();
+    let n = app.ctl.begin(&req.path);
+    if app.cfg.arrivals_per_request > 0 && route == "/messages/outbound" {
+        app.arrive_live(app.cfg.arrivals_per_request);
+    }
+    let fault = app.ctl.take_fault(&route, n, &app.periodic);
+    if fault.as_ref().is_some_and(|f| f.status == 0) {
+        return Outcome::Drop;
+    }
+    let delay = app.cfg.latency_ms + fault.as_ref().map_or(0, |f| f.delay_ms);
+    if delay > 0 {
+        thread::sleep(Duration::from_millis(delay));
+    }
+    match fault {
+        Some(f) if f.status != 200 => Outcome::Respond(fault_reply(&f, out)),
+        _ => Outcome::Respond(crate::api::handle(app, req, out)),
+    }
+}

@@ -1,0 +1,531 @@
+//! Configuration: the one place where the user's config file becomes typed values.
+//!
+//! [`ConfigSpec`] is both the serde shape and, through schemars, the Airbyte
+//! `connectionSpecification` (`spec.json`): its doc comments are the field descriptions.
+//! [`load`] reads the file, accepts the key names of Airbyte's own Postmark connector,
+//! validates against the generated spec with `jsonschema` (reporting every problem with the
+//! field and the expected value), then checks what a schema cannot (loopback-only `http`,
+//! the retention limit of `start_date`). Inner code only ever sees [`Config`].
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+/// A token. Its `Debug` and `Display` print `***`; only the HTTP client reads it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The token itself. Called only where the request header is set.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+pub const DEFAULT_BASE_URL: &str = "https://api.postmarkapp.com";
+/// Postmark keeps messages 45 days by default, up to 365 with its Retention Add-on.
+pub const DEFAULT_RETENTION_DAYS: i64 = 45;
+pub const MAX_RETENTION_DAYS: i64 = 365;
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_string()
+}
+fn default_lookback_hours() -> u32 {
+    24
+}
+fn default_window_lag_seconds() -> u32 {
+    300
+}
+fn default_max_concurrency() -> u32 {
+    4
+}
+fn default_request_timeout_seconds() -> u32 {
+    60
+}
+fn default_max_retries() -> u32 {
+    5
+}
+
+/// Postmark Source Spec
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = true))]
+pub struct ConfigSpec {
+    /// Server API token (Postmark: Servers → your server → API Tokens). An Account token
+    /// does not work here.
+    #[schemars(
+        title = "Server API token",
+        with = "String",
+        extend("airbyte_secret" = true, "order" = 0)
+    )]
+    pub server_token: Secret,
+
+    /// Read records from this moment on (RFC 3339, UTC). Default: 45 days before the sync
+    /// starts (Postmark's default retention). Accounts with the Retention Add-on may go up to
+    /// 365 days back.
+    #[serde(default)]
+    #[schemars(
+        title = "Start date",
+        with = "String",
+        example = "2026-10-01T00:00:00Z",
+        extend(
+            "format" = "date-time",
+            "pattern" = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$",
+            "pattern_descriptor" = "YYYY-MM-DDTHH:mm:ssZ",
+            "order" = 1
+        )
+    )]
+    pub start_date: Option<String>,
+
+    /// Incremental syncs re-read this many hours before the saved cursor, so that records
+    /// that changed after they were first read (an outbound message's `Status`, a bounce's
+    /// `Inactive`/`CanActivate`) are emitted again with current values. 0 turns it off.
+    #[serde(default = "default_lookback_hours")]
+    #[schemars(title = "Lookback (hours)", range(max = 720), extend("order" = 2))]
+    pub lookback_hours: u32,
+
+    /// How many requests may be in flight at once. Postmark publishes no rate limit; 4 keeps
+    /// a sync polite while cutting the round-trip-bound time about fourfold.
+    #[serde(default = "default_max_concurrency")]
+    #[schemars(title = "Max concurrency", range(min = 1, max = 16), extend("order" = 3))]
+    pub max_concurrency: u32,
+
+    /// Upper bound on requests per second across all workers. Unset: no fixed limit (a 429
+    /// still slows every worker down).
+    #[serde(default)]
+    #[schemars(
+        title = "Max requests per second",
+        range(min = 0.1, max = 1000.0),
+        extend("order" = 4)
+    )]
+    pub max_requests_per_second: Option<f64>,
+
+    /// The newest window ends this many seconds before the sync starts, so every window is
+    /// closed and rows still being indexed by Postmark are picked up by the next sync.
+    #[serde(default = "default_window_lag_seconds")]
+    #[schemars(title = "Window lag (seconds)", range(max = 86400), extend("order" = 5))]
+    pub window_lag_seconds: u32,
+
+    /// When one second of one message stream holds more than 10,000 rows that no filter can
+    /// split, fail the sync instead of syncing the reachable rows with a warning.
+    #[serde(default)]
+    #[schemars(title = "Fail on unreachable rows", extend("order" = 6))]
+    pub fail_on_unreachable_rows: bool,
+
+    /// Seconds before a request (connect, send, receive) is abandoned and retried.
+    #[serde(default = "default_request_timeout_seconds")]
+    #[schemars(
+        title = "Request timeout (seconds)",
+        range(min = 1, max = 600),
+        extend("order" = 7)
+    )]
+    pub request_timeout_seconds: u32,
+
+    /// Retries of a request after a 429, a 5xx, a timeout or a dropped connection.
+    #[serde(default = "default_max_retries")]
+    #[schemars(title = "Max retries", range(max = 20), extend("order" = 8))]
+    pub max_retries: u32,
+
+    /// Postmark API base URL. Change it only to point at a proxy or the bundled fake server
+    /// (plain http is allowed only for loopback hosts).
+    #[serde(default = "default_base_url")]
+    #[schemars(title = "API base URL", extend("format" = "uri", "order" = 9))]
+    pub base_url: String,
+}
+
+/// The validated configuration inner code works with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server_token: Secret,
+    /// `None`: 45 days before the sync's start.
+    pub start_date: Option<DateTime<Utc>>,
+    pub lookback: Duration,
+    pub max_concurrency: usize,
+    pub max_requests_per_second: Option<f64>,
+    pub window_lag: Duration,
+    pub fail_on_unreachable_rows: bool,
+    pub request_timeout: StdDuration,
+    pub max_retries: u32,
+    pub base_url: String,
+}
+
+impl Config {
+    /// A config for tests and embedding: defaults everywhere.
+    pub fn with_token(token: &str, base_url: &str) -> Config {
+        Config {
+            server_token: Secret::new(token),
+            start_date: None,
+            lookback: Duration::hours(i64::from(default_lookback_hours())),
+            max_concurrency: default_max_concurrency() as usize,
+            max_requests_per_second: None,
+            window_lag: Duration::seconds(i64::from(default_window_lag_seconds())),
+            fail_on_unreachable_rows: false,
+            request_timeout: StdDuration::from_secs(u64::from(default_request_timeout_seconds())),
+            max_retries: default_max_retries(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// Key names of Airbyte's own Postmark connector, accepted so its users can switch.
+const AIRBYTE_SERVER_TOKEN_KEY: &str = "X-Postmark-Server-Token";
+const AIRBYTE_ACCOUNT_TOKEN_KEY: &str = "X-Postmark-Account-Token";
+
+/// Fields whose values must never be echoed in an error.
+const SECRET_FIELDS: &[&str] = &["server_token"];
+
+/// The Airbyte `connectionSpecification`: draft-07, subschemas inlined.
+pub fn connection_specification() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft07();
+    settings.inline_subschemas = true;
+    let schema = settings.into_generator().into_root_schema_for::<ConfigSpec>();
+    let mut value = schema.to_value();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("title".into(), "Postmark Source Spec".into());
+        obj.remove("description");
+    }
+    value
+}
+
+/// Reads, normalises and validates the config file. Returns the config and the warnings
+/// the caller should log (unknown keys, ignored account token).
+pub fn load(path: &Path, now: DateTime<Utc>) -> Result<(Config, Vec<String>), Error> {
+    let shown = path.display().to_string();
+    let what = format!("config '{shown}'");
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::input(
+            &what,
+            format!("cannot read the file ({e}); pass the path of a JSON file with at least {{\"server_token\": \"...\"}}"),
+        )
+    })?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(&what, format!("not valid JSON: {e}")))?;
+    from_value(value, now).map_err(|m| Error::input(&what, m))
+}
+
+/// Validates an already-parsed config value. Errors are plain messages (no file name).
+pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<String>), String> {
+    let Value::Object(mut map) = value else {
+        return Err("must be a JSON object such as {\"server_token\": \"...\"}".into());
+    };
+    let mut warnings = Vec::new();
+    normalise_aliases(&mut map, &mut warnings);
+
+    let spec = connection_specification();
+    let known: Vec<String> = spec["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let unknown: Vec<&String> = map.keys().filter(|k| !known.contains(k)).collect();
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|k| format!("'{k}'")).collect();
+        warnings.push(format!(
+            "ignoring unknown config keys {}; known keys: {}",
+            list.join(", "),
+            known.join(", ")
+        ));
+    }
+
+    let instance = Value::Object(map);
+    let problems = schema_problems(&spec, &instance);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let raw: ConfigSpec = serde_json::from_value(instance).map_err(|e| e.to_string())?;
+    let config = finish(raw, now)?;
+    Ok((config, warnings))
+}
+
+fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+    if let Some(token) = map.remove(AIRBYTE_SERVER_TOKEN_KEY) {
+        if !map.contains_key("server_token") {
+            map.insert("server_token".into(), token);
+        }
+    }
+    if map.remove(AIRBYTE_ACCOUNT_TOKEN_KEY).is_some() {
+        warnings.push(format!(
+            "'{AIRBYTE_ACCOUNT_TOKEN_KEY}' is not needed and is ignored: every stream reads with the Server token"
+        ));
+    }
+}
+
+/// Every schema violation, each naming the field and what it expects.
+fn schema_problems(spec: &Value, instance: &Value) -> Vec<String> {
+    let validator = match jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .build(spec)
+    {
+        Ok(v) => v,
+        Err(e) => return vec![format!("internal error: the spec is not a valid schema: {e}")],
+    };
+    let mut problems: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|err| {
+            let pointer = err.instance_path().to_string();
+            let field = pointer.trim_start_matches('/').to_string();
+            if field.is_empty() {
+                // A missing required field is reported at the root.
+                if let jsonschema::error::ValidationErrorKind::Required { property } = err.kind() {
+                    let name = property.as_str().unwrap_or("?").to_string();
+                    return format!(
+                        "'{name}' is missing; add it: {}",
+                        expectation(&spec["properties"][&name])
+                    );
+                }
+                return err.to_string();
+            }
+            let top = field.split('/').next().unwrap_or("").to_string();
+            let got = if SECRET_FIELDS.contains(&top.as_str()) {
+                "a value of the wrong type".to_string()
+            } else {
+                truncate_value(&instance[&top])
+            };
+            format!(
+                "'{field}' is {got}; expected {}",
+                expectation(&spec["properties"][&top])
+            )
+        })
+        .collect();
+    problems.dedup();
+    problems
+}
+
+fn truncate_value(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// "an integer from 1 to 16", "a date-time string such as 2026-10-01T00:00:00Z", ...
+fn expectation(schema: &Value) -> String {
+    let ty = match &schema["type"] {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|t| t.as_str())
+            .find(|t| *t != "null")
+            .unwrap_or("value")
+            .to_string(),
+        _ => "value".into(),
+    };
+    let mut out = match ty.as_str() {
+        "integer" => "a whole number".to_string(),
+        "number" => "a number".to_string(),
+        "boolean" => "true or false".to_string(),
+        "string" => match schema["format"].as_str() {
+            Some("date-time") => "an RFC 3339 date-time string".to_string(),
+            Some("uri") => "a URL string".to_string(),
+            _ => "a string".to_string(),
+        },
+        other => format!("a {other}"),
+    };
+    match (schema.get("minimum"), schema.get("maximum")) {
+        (Some(lo), Some(hi)) => out.push_str(&format!(" from {lo} to {hi}")),
+        (Some(lo), None) => out.push_str(&format!(" of at least {lo}")),
+        (None, Some(hi)) => out.push_str(&format!(" of at most {hi}")),
+        (None, None) => {}
+    }
+    if let Some(ex) = schema["examples"].get(0) {
+        out.push_str(&format!(" such as {ex}"));
+    }
+    if let Some(title) = schema["title"].as_str() {
+        out.push_str(&format!(" ({title})"));
+    }
+    out
+}
+
+fn finish(raw: ConfigSpec, now: DateTime<Utc>) -> Result<Config, String> {
+    if raw.server_token.expose().trim().is_empty() {
+        return Err("'server_token' is empty; paste your Server API token".into());
+    }
+    let base_url = check_base_url(&raw.base_url)?;
+    let start_date = match raw.start_date.as_deref() {
+        None => None,
+        Some(s) => Some(check_start_date(s, now)?),
+    };
+    Ok(Config {
+        server_token: raw.server_token,
+        start_date,
+        lookback: Duration::hours(i64::from(raw.lookback_hours)),
+        max_concurrency: raw.max_concurrency.clamp(1, 16) as usize,
+        max_requests_per_second: raw.max_requests_per_second,
+        window_lag: Duration::seconds(i64::from(raw.window_lag_seconds)),
+        fail_on_unreachable_rows: raw.fail_on_unreachable_rows,
+        request_timeout: StdDuration::from_secs(u64::from(raw.request_timeout_seconds)),
+        max_retries: raw.max_retries,
+        base_url,
+    })
+}
+
+fn check_start_date(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|e| {
+            format!("'start_date' is \"{s}\" ({e}); expected an RFC 3339 date-time such as 2026-10-01T00:00:00Z")
+        })?
+        .with_timezone(&Utc);
+    if t > now {
+        return Err(format!(
+            "'start_date' {s} is in the future; use a moment before now ({})",
+            now.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
+    if now - t > Duration::days(MAX_RETENTION_DAYS) {
+        return Err(format!(
+            "'start_date' {s} is more than {MAX_RETENTION_DAYS} days ago, beyond any Postmark retention; \
+             use a date within the last {MAX_RETENTION_DAYS} days"
+        ));
+    }
+    Ok(t)
+}
+
+fn check_base_url(url: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("'base_url' \"{url}\" is not a URL; expected e.g. {DEFAULT_BASE_URL}"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = host_of(authority);
+    if host.is_empty() {
+        return Err(format!("'base_url' \"{url}\" has no host; expected e.g. {DEFAULT_BASE_URL}"));
+    }
+    match scheme {
+        "https" => Ok(url.to_string()),
+        "http" if is_loopback(host) => Ok(url.to_string()),
+        "http" => Err(format!(
+            "'base_url' \"{url}\" uses plain http for a non-loopback host; use https (plain http is allowed only for 127.0.0.1, localhost and [::1])"
+        )),
+        _ => Err(format!("'base_url' \"{url}\" must start with https://")),
+    }
+}
+
+fn host_of(authority: &str) -> &str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn debug_of_a_config_never_shows_the_token() {
+        let (c, _) = from_value(json!({"server_token": "very-secret-token"}), now()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("very-secret-token"));
+        assert!(dbg.contains("***"));
+        assert_eq!(format!("{}", c.server_token), "***");
+    }
+
+    #[test]
+    fn airbytes_key_names_are_accepted() {
+        let (c, warnings) = from_value(
+            json!({"X-Postmark-Server-Token": "tok", "X-Postmark-Account-Token": "acct"}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(c.server_token.expose(), "tok");
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_give_one_warning() {
+        let (_, warnings) =
+            from_value(json!({"server_token": "t", "colour": 1, "size": 2}), now()).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("'colour'") && warnings[0].contains("'size'"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let err = from_value(
+            json!({"max_concurrency": "four", "lookback_hours": -1}),
+            now(),
+        )
+        .unwrap_err();
+        assert!(err.contains("'server_token' is missing"), "{err}");
+        assert!(err.contains("'max_concurrency' is \"four\""), "{err}");
+        assert!(err.contains("'lookback_hours'"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_typed_token_is_not_echoed() {
+        let err = from_value(json!({"server_token": 123456789}), now()).unwrap_err();
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(err.contains("'server_token'"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        for ok in ["http://127.0.0.1:8080", "http://localhost:1/", "http://[::1]:9"] {
+            assert!(check_base_url(ok).is_ok(), "{ok}");
+        }
+        assert!(check_base_url("http://api.postmarkapp.com").is_err());
+        assert!(check_base_url("ftp://x").is_err());
+        assert_eq!(
+            check_base_url("https://api.postmarkapp.com/").unwrap(),
+            "https://api.postmarkapp.com"
+        );
+    }
+
+    #[test]
+    fn start_date_must_be_within_retention_and_not_in_the_future() {
+        assert!(check_start_date("2026-10-01T00:00:00Z", now()).is_ok());
+        assert!(check_start_date("2025-01-01T00:00:00Z", now()).is_err());
+        assert!(check_start_date("2027-01-01T00:00:00Z", now()).is_err());
+        assert!(check_start_date("yesterday", now()).is_err());
+    }
+
+    #[test]
+    fn the_spec_marks_the_token_secret_and_is_draft7() {
+        let spec = connection_specification();
+        assert_eq!(spec["$schema"], "http://json-schema.org/draft-07/schema#");
+        assert_eq!(spec["properties"]["server_token"]["airbyte_secret"], true);
+        assert_eq!(spec["required"], json!(["server_token"]));
+        assert!(spec.get("$defs").is_none() && spec.get("definitions").is_none());
+    }
+}

@@ -1,0 +1,210 @@
+//! The one error type of the connector.
+//!
+//! Every variant knows three things the top level must decide: the Airbyte `failure_type`,
+//! the process exit code, and a message a user can act on. Messages are lowercase phrases
+//! that name the thing (file, field, stream, HTTP status, Postmark `ErrorCode`) and say what
+//! to change after a `;`. No message ever contains a token: tokens travel only in request
+//! headers, and config values are never echoed for secret fields.
+
+use std::fmt;
+use std::io;
+
+/// Airbyte's `failure_type` for TRACE ERROR messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureType {
+    /// The user must change something (token, config, catalog, state).
+    Config,
+    /// Postmark or the network kept failing; a later retry may succeed.
+    Transient,
+    /// A bug or an unexpected answer.
+    System,
+}
+
+impl FailureType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureType::Config => "config_error",
+            FailureType::Transient => "transient_error",
+            FailureType::System => "system_error",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// A command line that cannot work (clap handles the rest itself).
+    Usage(String),
+    /// An input file (config, catalog, state) is missing, unreadable or invalid.
+    Input { what: String, message: String },
+    /// Postmark rejected the token (HTTP 401 or ErrorCode 10).
+    Unauthorized { context: String, message: String },
+    /// Postmark rejected the request (HTTP 4xx other than 401/429).
+    Rejected {
+        context: String,
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// 429/5xx/timeouts/dropped connections kept happening after every retry.
+    Unavailable {
+        context: String,
+        attempts: u32,
+        last: String,
+    },
+    /// Postmark answered with something we cannot read.
+    UnexpectedResponse { context: String, detail: String },
+    /// Rows that no filter can reach, and the user asked to fail in that case.
+    UnreachableRows { stream: String, rows: u64 },
+    /// Writing to stdout failed (a closed pipe is handled as a normal end).
+    Stdout(io::Error),
+}
+
+impl Error {
+    pub fn input(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Input {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn failure_type(&self) -> FailureType {
+        match self {
+            Error::Usage(_) | Error::Input { .. } | Error::Unauthorized { .. } => {
+                FailureType::Config
+            }
+            Error::Unavailable { .. } => FailureType::Transient,
+            Error::Rejected { .. }
+            | Error::UnexpectedResponse { .. }
+            | Error::UnreachableRows { .. }
+            | Error::Stdout(_) => FailureType::System,
+        }
+    }
+
+    /// True when the user can fix this by changing config or credentials (so `check`
+    /// reports FAILED and exits 0 rather than failing the process).
+    pub fn is_user_fixable(&self) -> bool {
+        self.failure_type() == FailureType::Config
+    }
+
+    /// A closed stdout (`| head`) is a normal way for a run to end.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Stdout(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Postmark said the window holds more rows than `count + offset` may reach.
+    /// Postmark's ErrorCode is UNCONFIRMED (700 for messages, 1000 for bounces per Airbyte's
+    /// manifest); the message text "Count + Offset cannot exceed 10000" is real.
+    pub fn is_window_too_large(&self) -> bool {
+        match self {
+            Error::Rejected { code, message, .. } => {
+                matches!(code, Some(700) | Some(1000))
+                    && message.to_ascii_lowercase().contains("offset")
+                    || message.to_ascii_lowercase().contains("count + offset")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => write!(f, "{m}"),
+            Error::Input { what, message } => write!(f, "{what}: {message}"),
+            Error::Unauthorized { context, message } => write!(
+                f,
+                "postmark rejected the server token while {context} ({message}); \
+                 use a Server API token (Postmark: Servers → your server → API Tokens), \
+                 not an Account token, in 'server_token'"
+            ),
+            Error::Rejected {
+                context,
+                status,
+                code,
+                message,
+            } => match code {
+                Some(c) => write!(
+                    f,
+                    "postmark rejected the request while {context} (HTTP {status}, ErrorCode {c}): {message}"
+                ),
+                None => write!(
+                    f,
+                    "postmark rejected the request while {context} (HTTP {status}): {message}"
+                ),
+            },
+            Error::Unavailable {
+                context,
+                attempts,
+                last,
+            } => write!(
+                f,
+                "postmark kept failing while {context} after {attempts} attempts; last error: {last}; \
+                 try again later, or lower 'max_concurrency'/'max_requests_per_second'"
+            ),
+            Error::UnexpectedResponse { context, detail } => {
+                write!(f, "unexpected response while {context}: {detail}")
+            }
+            Error::UnreachableRows { stream, rows } => write!(
+                f,
+                "{rows} rows of '{stream}' cannot be reached: Postmark returns at most 10,000 rows \
+                 per query and one second of one message stream with one status holds more; \
+                 set 'fail_on_unreachable_rows' to false to sync the reachable rows with a warning"
+            ),
+            Error::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shortens a response body quoted in an error to something readable.
+pub fn truncate_for_message(body: &str) -> String {
+    const LIMIT: usize = 300;
+    let trimmed = body.trim();
+    if trimmed.len() <= LIMIT {
+        return trimmed.to_string();
+    }
+    let mut end = LIMIT;
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &trimmed[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_errors_are_recognised_as_window_too_large() {
+        let e = Error::Rejected {
+            context: "reading 'bounces'".into(),
+            status: 422,
+            code: Some(1000),
+            message: "Count + Offset cannot exceed 10000 messages.".into(),
+        };
+        assert!(e.is_window_too_large());
+        let other = Error::Rejected {
+            context: "x".into(),
+            status: 422,
+            code: Some(700),
+            message: "Invalid date".into(),
+        };
+        assert!(!other.is_window_too_large());
+    }
+
+    #[test]
+    fn long_bodies_are_truncated_on_a_char_boundary() {
+        let body = "é".repeat(400);
+        let t = truncate_for_message(&body);
+        assert!(t.len() < 320);
+        assert!(t.ends_with('…'));
+    }
+}

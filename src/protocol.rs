@@ -1,0 +1,299 @@
+//! The sole owner of stdout: Airbyte and Singer messages, one JSON object per line.
+//!
+//! Nothing else in the crate writes to stdout (`clippy::print_stdout` is denied in lib.rs).
+//! Output is block-buffered and flushed once per page, never per record. In Airbyte mode
+//! logs are `LOG` messages on stdout; in Singer mode they go to stderr, because Singer
+//! targets crash on any stdout line that is not SCHEMA/RECORD/STATE.
+//!
+//! Units are part of the contract: Airbyte `emitted_at` is epoch **milliseconds** (an
+//! integer on RECORD, a number on TRACE); `sourceStats.recordCount` is a float.
+
+use std::io::{self, BufWriter, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Airbyte,
+    Singer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn airbyte(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+    fn singer(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warn => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStatus {
+    Started,
+    Running,
+    Complete,
+    Incomplete,
+}
+
+impl StreamStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Started => "STARTED",
+            StreamStatus::Running => "RUNNING",
+            StreamStatus::Complete => "COMPLETE",
+            StreamStatus::Incomplete => "INCOMPLETE",
+        }
+    }
+}
+
+pub struct Emitter<W: Write> {
+    out: BufWriter<W>,
+    protocol: Protocol,
+    /// Per-page record prefix/suffix pieces, computed once per page.
+    emitted_at_ms: i64,
+    time_extracted: String,
+}
+
+fn stdout_err(e: io::Error) -> Error {
+    Error::Stdout(e)
+}
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl<W: Write> Emitter<W> {
+    pub fn new(out: W, protocol: Protocol) -> Self {
+        Emitter {
+            out: BufWriter::with_capacity(256 * 1024, out),
+            protocol,
+            emitted_at_ms: now_ms(),
+            time_extracted: String::new(),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Writes one complete message line.
+    pub fn message(&mut self, value: &Value) -> Result<(), Error> {
+        serde_json::to_writer(&mut self.out, value).map_err(|e| stdout_err(e.into()))?;
+        self.out.write_all(b"\n").map_err(stdout_err)
+    }
+
+    /// Plain text (only `--about` in its human format).
+    pub fn write_text(&mut self, text: &str) -> Result<(), Error> {
+        self.out.write_all(text.as_bytes()).map_err(stdout_err)
+    }
+
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(stdout_err)
+    }
+
+    /// Flushes and hands back the writer (tests read it).
+    pub fn finish(mut self) -> Result<W, Error> {
+        self.flush()?;
+        self.out
+            .into_inner()
+            .map_err(|e| Error::Stdout(io::Error::new(e.error().kind(), e.error().to_string())))
+    }
+
+    pub fn log(&mut self, level: Level, message: &str) -> Result<(), Error> {
+        match self.protocol {
+            Protocol::Airbyte => self.message(&json!({
+                "type": "LOG",
+                "log": {"level": level.airbyte(), "message": message}
+            })),
+            Protocol::Singer => {
+                eprintln!("{} {message}", level.singer());
+                Ok(())
+            }
+        }
+    }
+
+    /// Airbyte TRACE ERROR (Singer: a CRITICAL line on stderr).
+    pub fn trace_error(&mut self, error: &Error, stream: Option<&str>) -> Result<(), Error> {
+        let message = error.to_string();
+        match self.protocol {
+            Protocol::Airbyte => {
+                let mut err = json!({
+                    "message": message,
+                    "internal_message": format!("{error:?}").chars().take(500).collect::<String>(),
+                    "failure_type": error.failure_type().as_str(),
+                });
+                if let Some(s) = stream {
+                    err["stream_descriptor"] = json!({ "name": s });
+                }
+                self.message(&json!({
+                    "type": "TRACE",
+                    "trace": {"type": "ERROR", "emitted_at": now_ms() as f64, "error": err}
+                }))
+            }
+            Protocol::Singer => {
+                eprintln!("CRITICAL {message}");
+                Ok(())
+            }
+        }
+    }
+
+    /// A non-fatal warning that also reaches Airbyte's trace channel (for unreachable rows).
+    pub fn trace_analytics(&mut self, kind: &str, value: &str) -> Result<(), Error> {
+        if self.protocol == Protocol::Airbyte {
+            self.message(&json!({
+                "type": "TRACE",
+                "trace": {"type": "ANALYTICS", "emitted_at": now_ms() as f64,
+                          "analytics": {"type": kind, "value": value}}
+            }))?;
+        }
+        Ok(())
+    }
+
+    pub fn stream_status(&mut self, stream: &str, status: StreamStatus) -> Result<(), Error> {
+        if self.protocol == Protocol::Airbyte {
+            self.message(&json!({
+                "type": "TRACE",
+                "trace": {"type": "STREAM_STATUS", "emitted_at": now_ms() as f64,
+                          "stream_status": {"stream_descriptor": {"name": stream},
+                                            "status": status.as_str()}}
+            }))?;
+        }
+        Ok(())
+    }
+
+    pub fn connection_status(&mut self, result: Result<(), String>) -> Result<(), Error> {
+        let status = match result {
+            Ok(()) => json!({"status": "SUCCEEDED"}),
+            Err(m) => json!({"status": "FAILED", "message": m}),
+        };
+        self.message(&json!({"type": "CONNECTION_STATUS", "connectionStatus": status}))
+    }
+
+    /// Singer SCHEMA (Airbyte has no per-stream schema message during read).
+    pub fn schema(
+        &mut self,
+        stream: &str,
+        schema: &Value,
+        key: &str,
+        bookmark: Option<&str>,
+    ) -> Result<(), Error> {
+        if self.protocol == Protocol::Singer {
+            let mut msg = json!({"type": "SCHEMA", "stream": stream, "schema": schema,
+                                 "key_properties": [key]});
+            if let Some(b) = bookmark {
+                msg["bookmark_properties"] = json!([b]);
+            }
+            self.message(&msg)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the extraction time used by the records of the page about to be written.
+    pub fn begin_page(&mut self, extracted: DateTime<Utc>) {
+        self.emitted_at_ms = extracted.timestamp_millis();
+        if self.protocol == Protocol::Singer {
+            self.time_extracted = extracted.to_rfc3339_opts(SecondsFormat::Micros, true);
+        }
+    }
+
+    /// Writes one RECORD line; `data` is the record object's JSON, already serialized.
+    pub fn record(&mut self, stream: &str, data: &[u8]) -> Result<(), Error> {
+        let out = &mut self.out;
+        let res = match self.protocol {
+            Protocol::Airbyte => {
+                out.write_all(b"{\"type\":\"RECORD\",\"record\":{\"stream\":\"")
+                    .and_then(|_| out.write_all(stream.as_bytes()))
+                    .and_then(|_| out.write_all(b"\",\"data\":"))
+                    .and_then(|_| out.write_all(data))
+                    .and_then(|_| write!(out, ",\"emitted_at\":{}}}}}\n", self.emitted_at_ms))
+            }
+            Protocol::Singer => out
+                .write_all(b"{\"type\":\"RECORD\",\"stream\":\"")
+                .and_then(|_| out.write_all(stream.as_bytes()))
+                .and_then(|_| out.write_all(b"\",\"record\":"))
+                .and_then(|_| out.write_all(data))
+                .and_then(|_| out.write_all(b",\"time_extracted\":\""))
+                .and_then(|_| out.write_all(self.time_extracted.as_bytes()))
+                .and_then(|_| out.write_all(b"\"}\n")),
+        };
+        res.map_err(stdout_err)
+    }
+
+    /// Airbyte per-stream STATE with the records emitted since the previous one.
+    pub fn airbyte_state(
+        &mut self,
+        stream: &str,
+        stream_state: &Value,
+        records_since_last: u64,
+    ) -> Result<(), Error> {
+        self.message(&json!({
+            "type": "STATE",
+            "state": {
+                "type": "STREAM",
+                "stream": {"stream_descriptor": {"name": stream}, "stream_state": stream_state},
+                "sourceStats": {"recordCount": records_since_last as f64}
+            }
+        }))
+    }
+
+    /// Singer STATE: always the complete `{"bookmarks": {...}}` value.
+    pub fn singer_state(&mut self, value: &Value) -> Result<(), Error> {
+        self.message(&json!({"type": "STATE", "value": value}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(bytes: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn airbyte_records_carry_integer_milliseconds() {
+        let mut e = Emitter::new(Vec::new(), Protocol::Airbyte);
+        let t = DateTime::parse_from_rfc3339("2026-11-20T12:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        e.begin_page(t);
+        e.record("bounces", br#"{"ID":1}"#).unwrap();
+        let out = lines(&e.finish().unwrap());
+        assert_eq!(out[0]["record"]["emitted_at"], 1_795_176_000_123_i64);
+        assert_eq!(out[0]["record"]["data"]["ID"], 1);
+    }
+
+    #[test]
+    fn singer_records_carry_time_extracted_and_logs_stay_off_stdout() {
+        let mut e = Emitter::new(Vec::new(), Protocol::Singer);
+        e.begin_page(Utc::now());
+        e.log(Level::Info, "hello").unwrap();
+        e.stream_status("x", StreamStatus::Started).unwrap();
+        e.record("templates", br#"{"TemplateId":1}"#).unwrap();
+        let out = lines(&e.finish().unwrap());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["type"], "RECORD");
+        assert!(out[0]["time_extracted"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,310 @@
+//! The hot path: from a response body to record lines, with as little work as possible.
+//!
+//! A page is scanned once into borrowed slices (`&RawValue`): field values are copied to
+//! the output byte for byte, never parsed into a `Value` tree and re-serialized. Only three
+//! things touch a field: date-time fields are rewritten as RFC 3339 UTC with at most six
+//! fractional digits (several targets reject Postmark's seven), the cursor field is read to
+//! keep the record only inside its half-open window, and fields the user deselected are
+//! skipped. Unknown fields pass through untouched.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A JSON object as borrowed (key, raw value) pairs, in input order.
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(20));
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push((k.0, v));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One response page: `TotalCount` and the raw records.
+pub struct Page<'a> {
+    pub total: Option<u64>,
+    pub records: Vec<&'a RawValue>,
+}
+
+/// Reads the envelope `{"TotalCount": n, "<records_key>": [...]}`.
+pub fn parse_page<'a>(body: &'a str, records_key: &str) -> Result<Page<'a>, String> {
+    let envelope: RawObject<'a> =
+        serde_json::from_str(body).map_err(|e| format!("the body is not a JSON object ({e})"))?;
+    let mut total = None;
+    let mut records = None;
+    for (k, v) in envelope.0 {
+        if k == "TotalCount" {
+            total = serde_json::from_str::<u64>(v.get()).ok();
+        } else if k == records_key {
+            records = Some(
+                serde_json::from_str::<Vec<&'a RawValue>>(v.get())
+                    .map_err(|e| format!("'{records_key}' is not an array ({e})"))?,
+            );
+        }
+    }
+    let records = records.ok_or_else(|| format!("the body has no '{records_key}' array"))?;
+    Ok(Page { total, records })
+}
+
+/// How records of one stream are rewritten.
+pub struct Shaper {
+    datetime_fields: Vec<String>,
+    cursor_field: Option<String>,
+    excluded: Vec<String>,
+}
+
+/// What happened to one page's records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageTally {
+    pub emitted: u64,
+    /// Records outside their window (expected at window edges; the neighbour emits them).
+    pub outside_window: u64,
+    /// Records more than a day outside their window: a sign Postmark reads the date filter
+    /// in another time zone than US Eastern.
+    pub far_outside: u64,
+    /// Records whose cursor was missing or unreadable (emitted, never dropped).
+    pub no_cursor: u64,
+}
+
+impl Shaper {
+    pub fn new(datetime_fields: Vec<String>, cursor_field: Option<&str>, excluded: Vec<String>) -> Shaper {
+        Shaper {
+            datetime_fields,
+            cursor_field: cursor_field.map(str::to_string),
+            excluded,
+        }
+    }
+
+    /// Writes every record of `records` that lies in `window` (when the stream has a cursor
+    /// field) through `emit`, reusing `buf`.
+    pub fn shape_page<E>(
+        &self,
+        records: &[&RawValue],
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        buf: &mut Vec<u8>,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<PageTally, ShapeError<E>> {
+        let mut tally = PageTally::default();
+        for raw in records {
+            let obj: RawObject = serde_json::from_str(raw.get())
+                .map_err(|e| ShapeError::Malformed(format!("a record is not a JSON object ({e})")))?;
+            buf.clear();
+            let cursor = self.write_record(&obj, buf);
+            if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
+                match cursor {
+                    Some(t) if t < start || t >= end => {
+                        tally.outside_window += 1;
+                        let day = chrono::Duration::days(1);
+                        if t < start - day || t >= end + day {
+                            tally.far_outside += 1;
+                        }
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => tally.no_cursor += 1,
+                }
+            }
+            emit(buf).map_err(ShapeError::Emit)?;
+            tally.emitted += 1;
+        }
+        Ok(tally)
+    }
+
+    /// Serializes one record into `buf`; returns the cursor instant when there is one.
+    fn write_record(&self, obj: &RawObject, buf: &mut Vec<u8>) -> Option<DateTime<Utc>> {
+        let mut cursor = None;
+        buf.push(b'{');
+        let mut first = true;
+        for (key, value) in &obj.0 {
+            if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
+                continue;
+            }
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            write_key(key, buf);
+            buf.push(b':');
+            if self.datetime_fields.iter().any(|f| f == key) {
+                match normalise_datetime(value.get()) {
+                    Some(t) => {
+                        if self.cursor_field.as_deref() == Some(key) {
+                            cursor = Some(t);
+                        }
+                        write_utc(t, buf);
+                    }
+                    None => buf.extend_from_slice(value.get().as_bytes()),
+                }
+            } else {
+                buf.extend_from_slice(value.get().as_bytes());
+            }
+        }
+        buf.push(b'}');
+        cursor
+    }
+}
+
+#[derive(Debug)]
+pub enum ShapeError<E> {
+    Malformed(String),
+    Emit(E),
+}
+
+fn write_key(key: &Cow<str>, buf: &mut Vec<u8>) {
+    match key {
+        // A borrowed key had no escapes in the input, so it needs none in the output.
+        Cow::Borrowed(k) => {
+            buf.push(b'"');
+            buf.extend_from_slice(k.as_bytes());
+            buf.push(b'"');
+        }
+        Cow::Owned(k) => {
+            // Writing a String into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, k);
+        }
+    }
+}
+
+/// Parses a raw JSON date-time string (any fraction length, any offset). `None` for null,
+/// non-strings and unreadable values, which then pass through unchanged.
+pub fn normalise_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        return None;
+    }
+    let inner = inner.strip_suffix(" (GMT)").unwrap_or(inner);
+    DateTime::parse_from_rfc3339(inner)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `"2025-03-11T18:02:37.512483Z"`: UTC, `Z`, six digits (or none when whole seconds).
+fn write_utc(t: DateTime<Utc>, buf: &mut Vec<u8>) {
+    let format = if t.timestamp_subsec_micros() == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Micros
+    };
+    buf.push(b'"');
+    buf.extend_from_slice(t.to_rfc3339_opts(format, true).as_bytes());
+    buf.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(
+        body: &str,
+        shaper: &Shaper,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> (Vec<serde_json::Value>, PageTally) {
+        let page = parse_page(body, "Messages").unwrap();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let tally = shaper
+            .shape_page::<()>(&page.records, window, &mut buf, &mut |line| {
+                out.push(serde_json::from_slice(line).unwrap());
+                Ok(())
+            })
+            .map_err(|_| ())
+            .unwrap();
+        (out, tally)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn seven_digit_eastern_times_become_six_digit_utc() {
+        let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"a","ReceivedAt":"2025-03-11T14:02:37.5124831-04:00","Future":{"x":[1,"é"]}}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let (out, tally) = shape(body, &shaper, None);
+        assert_eq!(out[0]["ReceivedAt"], "2025-03-11T18:02:37.512483Z");
+        assert_eq!(out[0]["Future"]["x"][1], "é");
+        assert_eq!(tally.emitted, 1);
+    }
+
+    #[test]
+    fn whole_seconds_and_nulls_stay_readable() {
+        let body = r#"{"Messages":[{"MessageID":"a","ReceivedAt":"2022-11-01T12:48:26-04:00","UpdatedAt":null}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into(), "UpdatedAt".into()], None, vec![]);
+        let (out, _) = shape(body, &shaper, None);
+        assert_eq!(out[0]["ReceivedAt"], "2022-11-01T16:48:26Z");
+        assert!(out[0]["UpdatedAt"].is_null());
+    }
+
+    #[test]
+    fn records_outside_the_half_open_window_are_dropped() {
+        let body = r#"{"Messages":[
+            {"MessageID":"before","ReceivedAt":"2026-01-01T00:00:00.9999999Z"},
+            {"MessageID":"start","ReceivedAt":"2026-01-01T00:00:01.0000000Z"},
+            {"MessageID":"end","ReceivedAt":"2026-01-01T00:00:02.0000000Z"},
+            {"MessageID":"nocursor"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let window = Some((at("2026-01-01T00:00:01Z"), at("2026-01-01T00:00:02Z")));
+        let (out, tally) = shape(body, &shaper, window);
+        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec!["start", "nocursor"]);
+        assert_eq!(tally.outside_window, 2);
+        assert_eq!(tally.no_cursor, 1);
+    }
+
+    #[test]
+    fn deselected_fields_are_left_out_and_escaped_keys_survive() {
+        let body = r#"{"Messages":[{"MessageID":"a","Subject":"x","We\"ird":1}]}"#;
+        let shaper = Shaper::new(vec![], None, vec!["Subject".into()]);
+        let (out, _) = shape(body, &shaper, None);
+        assert!(out[0].get("Subject").is_none());
+        assert_eq!(out[0]["We\"ird"], 1);
+    }
+
+    #[test]
+    fn a_missing_records_array_is_reported() {
+        assert!(parse_page(r#"{"TotalCount":1}"#, "Bounces")
+            .err()
+            .unwrap()
+            .contains("'Bounces'"));
+        assert!(parse_page("<html>", "Bounces").is_err());
+    }
+}

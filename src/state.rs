@@ -1,0 +1,246 @@
+//! Incoming and outgoing state.
+//!
+//! One stream-state shape serves both protocols:
+//!
+//! ```json
+//! {"synced_until": "2026-11-20T11:55:00Z"}
+//! {"synced_until": "2026-11-19T00:00:00Z", "in_progress": true}
+//! ```
+//!
+//! `synced_until` means: every record whose time (ReceivedAt, BouncedAt, or for inbound the
+//! receive time Postmark filters on) is before this instant has been emitted. It is always the
+//! end of a completed window, never a record's value, so it is the same for all three
+//! time-based streams. `in_progress` marks a checkpoint taken during a sync: a run resumed
+//! from it continues where the last one stopped without re-reading the lookback window.
+//!
+//! Accepted input: an Airbyte array of STATE messages (STREAM or GLOBAL), `[]`, an Airbyte
+//! legacy object `{stream: state}`, or a Singer `{"bookmarks": {stream: state}}` value. Inside a
+//! stream state `replication_key_value` or the cursor field name (`ReceivedAt`, `BouncedAt`)
+//! are accepted in place of `synced_until`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::error::Error;
+use crate::streams;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCursor {
+    pub synced_until: DateTime<Utc>,
+    pub in_progress: bool,
+}
+
+impl StreamCursor {
+    pub fn to_value(self) -> Value {
+        let mut v = json!({
+            "synced_until": self.synced_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+        });
+        if self.in_progress {
+            v["in_progress"] = json!(true);
+        }
+        v
+    }
+}
+
+/// The state a read starts from.
+#[derive(Debug, Default, Clone)]
+pub struct InputState {
+    pub cursors: BTreeMap<String, StreamCursor>,
+    /// Singer bookmarks of streams this run does not touch, carried into every STATE so
+    /// the stored state never loses them.
+    pub other_bookmarks: Map<String, Value>,
+}
+
+pub fn load(path: &Path) -> Result<InputState, Error> {
+    let label = format!("state '{}'", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(&label, format!("cannot read the file ({e})")))?;
+    if text.trim().is_empty() {
+        return Ok(InputState::default());
+    }
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(&label, format!("not valid JSON: {e}")))?;
+    parse(&value).map_err(|m| Error::input(&label, m))
+}
+
+pub fn parse(value: &Value) -> Result<InputState, String> {
+    let mut per_stream: Vec<(String, Value)> = Vec::new();
+    match value {
+        Value::Null => {}
+        Value::Array(messages) => {
+            for (i, msg) in messages.iter().enumerate() {
+                collect_airbyte_message(msg, i, &mut per_stream)?;
+            }
+        }
+        Value::Object(obj) => {
+            if let Some(b) = obj.get("bookmarks") {
+                let b = b
+                    .as_object()
+                    .ok_or("\"bookmarks\" must be an object of stream name → state")?;
+                per_stream.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+            } else if obj.get("type").and_then(|t| t.as_str()).is_some() {
+                collect_airbyte_message(value, 0, &mut per_stream)?;
+            } else if let Some(data) = obj.get("data").and_then(|d| d.as_object()) {
+                per_stream.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+            } else {
+                // Airbyte legacy blob: {stream: state}.
+                per_stream.extend(obj.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        _ => return Err("expected a JSON array of Airbyte STATE messages or a JSON object".into()),
+    }
+
+    let mut state = InputState::default();
+    for (name, stream_state) in per_stream {
+        match streams::find(&name) {
+            Some(spec) if spec.is_incremental() => {
+                if let Some(c) = parse_stream_state(&name, spec.cursor_field(), &stream_state)? {
+                    state.cursors.insert(name, c);
+                }
+            }
+            Some(_) => {}
+            None => {
+                state.other_bookmarks.insert(name, stream_state);
+            }
+        }
+    }
+    Ok(state)
+}
+
+fn collect_airbyte_message(
+    msg: &Value,
+    i: usize,
+    out: &mut Vec<(String, Value)>,
+) -> Result<(), String> {
+    let kind = msg.get("type").and_then(|t| t.as_str()).unwrap_or("STREAM");
+    match kind {
+        "STREAM" => {
+            let Some(stream) = msg.get("stream").filter(|s| !s.is_null()) else {
+                return Err(format!("state[{i}]: a STREAM state needs \"stream\": {{\"stream_descriptor\": {{\"name\": ...}}, \"stream_state\": {{...}}}}"));
+            };
+            let name = stream
+                .pointer("/stream_descriptor/name")
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| format!("state[{i}]: stream.stream_descriptor.name is missing"))?;
+            out.push((
+                name.to_string(),
+                stream.get("stream_state").cloned().unwrap_or(Value::Null),
+            ));
+        }
+        "GLOBAL" => {
+            let states = msg
+                .pointer("/global/stream_states")
+                .and_then(|s| s.as_array())
+                .cloned()
+                .unwrap_or_default();
+            for s in states {
+                if let Some(name) = s.pointer("/stream_descriptor/name").and_then(|n| n.as_str()) {
+                    out.push((name.to_string(), s.get("stream_state").cloned().unwrap_or(Value::Null)));
+                }
+            }
+        }
+        "LEGACY" => {
+            if let Some(data) = msg.get("data").and_then(|d| d.as_object()) {
+                out.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        other => {
+            return Err(format!(
+                "state[{i}]: type \"{other}\" is not an Airbyte state type; use STREAM, GLOBAL or LEGACY"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `None` means "no state for this stream" (absent, null or `{}`: a reset).
+fn parse_stream_state(
+    name: &str,
+    cursor_field: Option<&str>,
+    v: &Value,
+) -> Result<Option<StreamCursor>, String> {
+    let obj = match v {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        _ => {
+            return Err(format!(
+                "stream '{name}': state must be an object such as {{\"synced_until\": \"2026-11-20T00:00:00Z\"}}"
+            ))
+        }
+    };
+    let mut keys = vec!["synced_until", "replication_key_value"];
+    keys.extend(cursor_field);
+    let Some((field, raw)) = keys.iter().find_map(|k| obj.get(*k).map(|v| (*k, v))) else {
+        return Ok(None);
+    };
+    let text = raw.as_str().ok_or_else(|| {
+        format!("stream '{name}': field '{field}' must be an RFC 3339 string such as \"2026-11-20T00:00:00Z\"")
+    })?;
+    let t = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| {
+            format!("stream '{name}': field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
+        })?
+        .with_timezone(&Utc);
+    let in_progress = obj.get("in_progress").and_then(|b| b.as_bool()).unwrap_or(false);
+    Ok(Some(StreamCursor {
+        synced_until: t,
+        in_progress,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn airbyte_per_stream_state_is_read_with_pyairbyte_noise() {
+        let v = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces", "namespace": null},
+            "stream_state": {"synced_until": "2026-11-01T00:00:00Z"}}, "global_": null, "data": null,
+            "sourceStats": {"recordCount": 1.0, "rejectedRecordCount": null}}]);
+        let s = parse(&v).unwrap();
+        assert_eq!(s.cursors["bounces"].synced_until, at("2026-11-01T00:00:00Z"));
+        assert!(!s.cursors["bounces"].in_progress);
+    }
+
+    #[test]
+    fn legacy_and_singer_forms_are_read() {
+        let legacy = json!({"messages_outbound": {"ReceivedAt": "2026-11-02T00:00:00Z"}});
+        assert_eq!(
+            parse(&legacy).unwrap().cursors["messages_outbound"].synced_until,
+            at("2026-11-02T00:00:00Z")
+        );
+        let singer = json!({"bookmarks": {"messages_inbound": {"synced_until": "2026-11-03T00:00:00Z", "in_progress": true},
+                                          "some_future_stream": {"x": 1}}});
+        let s = parse(&singer).unwrap();
+        assert!(s.cursors["messages_inbound"].in_progress);
+        assert!(s.other_bookmarks.contains_key("some_future_stream"));
+        assert!(parse(&json!([])).unwrap().cursors.is_empty());
+    }
+
+    #[test]
+    fn malformed_state_names_the_stream_and_field() {
+        let err = parse(&json!({"bookmarks": {"bounces": {"synced_until": "last tuesday"}}})).unwrap_err();
+        assert!(err.contains("'bounces'") && err.contains("'synced_until'"), "{err}");
+        let err = parse(&json!([{"type": "PER_STREAM"}])).unwrap_err();
+        assert!(err.contains("PER_STREAM"), "{err}");
+        let err = parse(&json!({"bookmarks": {"bounces": 5}})).unwrap_err();
+        assert!(err.contains("'bounces'"), "{err}");
+    }
+
+    #[test]
+    fn a_cursor_round_trips() {
+        let c = StreamCursor {
+            synced_until: at("2026-11-20T11:55:00Z"),
+            in_progress: true,
+        };
+        let v = json!({"bookmarks": {"bounces": c.to_value()}});
+        assert_eq!(parse(&v).unwrap().cursors["bounces"], c);
+    }
+}

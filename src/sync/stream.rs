@@ -1,0 +1,179 @@
+//! Per-stream bookkeeping during a read: counters, the progress frontier, and the STATE
+//! value that goes with it.
+
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use super::progress::Progress;
+use super::windows::Window;
+use crate::catalog::SelectedStream;
+use crate::record::Shaper;
+use crate::state::StreamCursor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    NotStarted,
+    Running,
+    Done,
+    Failed,
+}
+
+pub struct StreamRun {
+    pub selected: SelectedStream,
+    pub shaper: Shaper,
+    /// `messagestream` values to query; `[None]` when the stream is not partitioned.
+    pub partitions: Vec<Option<String>>,
+    /// The time range read (time-based streams).
+    pub range: Option<Window>,
+    pub progress: Option<Progress>,
+    /// The cursor this read started from (incremental only).
+    pub prev_cursor: Option<DateTime<Utc>>,
+    /// The last `synced_until` put in a STATE.
+    pub last_state_cursor: Option<DateTime<Utc>>,
+    pub phase: Phase,
+    pub open_tasks: usize,
+    pub records: u64,
+    pub records_since_state: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub windows_done: u64,
+    pub unreachable_rows: u64,
+    pub started: Option<Instant>,
+    pub warned_zone: bool,
+    pub warned_cursor: bool,
+}
+
+impl StreamRun {
+    pub fn new(selected: SelectedStream, partitions: Vec<Option<String>>) -> StreamRun {
+        let shaper = Shaper::new(
+            selected.spec.datetime_fields(),
+            selected.spec.cursor_field(),
+            selected.excluded_fields.clone(),
+        );
+        StreamRun {
+            selected,
+            shaper,
+            partitions,
+            range: None,
+            progress: None,
+            prev_cursor: None,
+            last_state_cursor: None,
+            phase: Phase::NotStarted,
+            open_tasks: 0,
+            records: 0,
+            records_since_state: 0,
+            pages: 0,
+            requests: 0,
+            windows_done: 0,
+            unreachable_rows: 0,
+            started: None,
+            warned_zone: false,
+            warned_cursor: false,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.selected.spec.name
+    }
+
+    /// The checkpoint to emit now, if the frontier moved past the last one. A checkpoint
+    /// never moves the cursor backwards (during the lookback re-read the frontier sits
+    /// behind the previous cursor).
+    pub fn checkpoint(&mut self) -> Option<StreamCursor> {
+        let frontier = self.progress.as_ref()?.frontier();
+        let cursor = self.prev_cursor.map_or(frontier, |p| p.max(frontier));
+        let (start, _) = self.range?;
+        if cursor <= start || Some(cursor) <= self.last_state_cursor {
+            return None;
+        }
+        self.last_state_cursor = Some(cursor);
+        Some(StreamCursor {
+            synced_until: cursor,
+            in_progress: true,
+        })
+    }
+
+    /// The state value at the end of a complete stream.
+    pub fn final_state(&mut self) -> Value {
+        match self.range {
+            Some((start, end)) => {
+                let mut until = end.max(start);
+                if let Some(p) = self.prev_cursor {
+                    until = until.max(p);
+                }
+                self.last_state_cursor = Some(until);
+                StreamCursor {
+                    synced_until: until,
+                    in_progress: false,
+                }
+                .to_value()
+            }
+            None => json!({}),
+        }
+    }
+
+    pub fn describe_start(&self) -> String {
+        let mode = if self.selected.incremental {
+            "incremental"
+        } else {
+            "full refresh"
+        };
+        let parts: Vec<&str> = self.partitions.iter().flatten().map(String::as_str).collect();
+        let over = if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" over message streams {}", parts.join(", "))
+        };
+        match self.range {
+            Some((s, e)) => format!(
+                "{}: starting {mode} sync of [{}, {}){over}",
+                self.name(),
+                fmt_time(s),
+                fmt_time(e)
+            ),
+            None => format!("{}: starting {mode} sync{over}", self.name()),
+        }
+    }
+
+    pub fn describe_progress(&self) -> String {
+        let until = self
+            .progress
+            .as_ref()
+            .map(|p| format!(", complete up to {}", fmt_time(p.frontier())))
+            .unwrap_or_default();
+        format!(
+            "{}: {} records, {} pages, {} windows done{until}, {:.1} s",
+            self.name(),
+            self.records,
+            self.pages,
+            self.windows_done,
+            self.elapsed()
+        )
+    }
+
+    pub fn describe_end(&self) -> String {
+        let until = self
+            .last_state_cursor
+            .map(|c| format!("; synced until {}", fmt_time(c)))
+            .unwrap_or_default();
+        format!(
+            "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}",
+            self.name(),
+            self.records,
+            self.pages,
+            self.requests,
+            self.windows_done,
+            self.elapsed()
+        )
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0)
+    }
+}
+
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
