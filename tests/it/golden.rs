@@ -1,0 +1,104 @@
+//! `spec.json` and `catalogs/` are exactly what the binary prints; these tests fail when
+//! they drift. `UPDATE_GOLDEN=1 cargo test golden` rewrites them.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn golden(rel: &str, actual: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{rel} is missing; run UPDATE_GOLDEN=1 cargo test golden")),
+    )
+    .unwrap();
+    assert_eq!(&expected, actual, "{rel} drifted from the binary's output; run UPDATE_GOLDEN=1 cargo test golden and review the diff");
+}
+
+#[test]
+fn spec_prints_exactly_spec_json_and_is_a_valid_airbyte_message() {
+    let run = run(&["spec"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_valid_airbyte(&run);
+    let lines = run.lines();
+    assert_eq!(lines.len(), 1, "exactly one SPEC message");
+    golden("spec.json", &lines[0]["spec"]);
+    let spec = &lines[0]["spec"]["connectionSpecification"];
+    assert_eq!(spec["properties"]["server_token"]["airbyte_secret"], true);
+}
+
+#[test]
+fn airbyte_discover_prints_exactly_the_committed_catalog() {
+    let s = Scratch::new("discover");
+    let cfg = s.write("config.json", r#"{"server_token": "x"}"#);
+    let run = run(&["discover", "--config", &cfg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_valid_airbyte(&run);
+    let catalogs = run.of_type("CATALOG");
+    assert_eq!(catalogs.len(), 1);
+    let catalog = &catalogs[0]["catalog"];
+    golden("catalogs/airbyte_catalog.json", catalog);
+    let names: Vec<&str> = catalog["streams"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, STREAMS);
+    for stream in catalog["streams"].as_array().unwrap() {
+        let name = stream["name"].as_str().unwrap();
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("catalogs/schemas/{name}.json"));
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        assert_eq!(stream["json_schema"], schema, "{name}: json_schema is catalogs/schemas/{name}.json");
+    }
+}
+
+#[test]
+fn the_ready_made_configured_catalog_matches_discover() {
+    golden(
+        "catalogs/configured_catalog.json",
+        &source_postmark::catalog::airbyte_configured_catalog(),
+    );
+    let configured: Value = serde_json::from_str(include_str!("../../catalogs/configured_catalog.json")).unwrap();
+    let discovered: Value = serde_json::from_str(include_str!("../../catalogs/airbyte_catalog.json")).unwrap();
+    for (c, d) in configured["streams"].as_array().unwrap().iter().zip(discovered["streams"].as_array().unwrap()) {
+        assert_eq!(&c["stream"], d);
+    }
+}
+
+#[test]
+fn singer_discover_prints_exactly_the_committed_catalog_with_full_metadata() {
+    let s = Scratch::new("singer-discover");
+    let cfg = s.write("config.json", r#"{"server_token": "x"}"#);
+    let run = run(&["--config", &cfg, "--discover"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let catalog: Value = serde_json::from_str(&run.stdout).expect("stdout is exactly one catalog");
+    golden("catalogs/singer_catalog.json", &catalog);
+    for stream in catalog["streams"].as_array().unwrap() {
+        let md = stream["metadata"].as_array().unwrap();
+        let props = stream["schema"]["properties"].as_object().unwrap();
+        assert_eq!(md.len(), props.len() + 1, "one breadcrumb per property plus the stream");
+        let top = &md[0]["metadata"];
+        assert_eq!(md[0]["breadcrumb"], serde_json::json!([]));
+        assert_eq!(top["selected-by-default"], true);
+        assert!(top["table-key-properties"].is_array());
+        let key = stream["key_properties"][0].as_str().unwrap();
+        let key_md = md.iter().find(|m| m["breadcrumb"][1] == key).unwrap();
+        assert_eq!(key_md["metadata"]["inclusion"], "automatic");
+        let incremental = stream["replication_method"] == "INCREMENTAL";
+        assert_eq!(incremental, top.get("forced-replication-method").is_none());
+    }
+}
+
+#[test]
+fn about_describes_the_connector_in_json_and_text() {
+    let json_run = run(&["--about", "--format", "json"]);
+    assert_eq!(json_run.code, 0);
+    let about: Value = serde_json::from_str(&json_run.stdout).unwrap();
+    assert_eq!(about["name"], "source-postmark");
+    assert_eq!(about["settings"]["properties"]["server_token"]["secret"], true);
+    assert!(about["capabilities"].as_array().unwrap().contains(&"discover".into()));
+    let text = run(&["--about"]);
+    assert!(text.stdout.contains("server_token"));
+}
