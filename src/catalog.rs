@@ -117,7 +117,8 @@ fn singer_stream(spec: &StreamSpec) -> Value {
         "table-key-properties": [spec.primary_key],
     });
     if spec.is_incremental() {
-        stream_md["valid-replication-keys"] = json!(spec.cursor_field().into_iter().collect::<Vec<_>>());
+        stream_md["valid-replication-keys"] =
+            json!(spec.cursor_field().into_iter().collect::<Vec<_>>());
         if let Some(c) = spec.cursor_field() {
             stream_md["replication-key"] = json!(c);
         }
@@ -175,7 +176,10 @@ pub fn parse_airbyte(value: &Value) -> Result<Selection, String> {
             .pointer("/stream/name")
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}].stream.name is missing"))?;
-        let sync_mode = entry.get("sync_mode").and_then(|m| m.as_str()).unwrap_or("");
+        let sync_mode = entry
+            .get("sync_mode")
+            .and_then(|m| m.as_str())
+            .unwrap_or("");
         let incremental = match sync_mode {
             "incremental" => true,
             "full_refresh" => false,
@@ -226,7 +230,10 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
         let metadata = metadata_map(entry);
-        let stream_md = metadata.get(&Vec::<String>::new()).cloned().unwrap_or_default();
+        let stream_md = metadata
+            .get(&Vec::<String>::new())
+            .cloned()
+            .unwrap_or_default();
         if !stream_selected(entry, &stream_md, metadata.is_empty()) {
             continue;
         }
@@ -239,7 +246,11 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             .or_else(|| entry.get("replication_method"))
             .or_else(|| stream_md.get("forced-replication-method"))
             .and_then(|m| m.as_str())
-            .unwrap_or(if spec.is_incremental() { "INCREMENTAL" } else { "FULL_TABLE" });
+            .unwrap_or(if spec.is_incremental() {
+                "INCREMENTAL"
+            } else {
+                "FULL_TABLE"
+            });
         let incremental = match method.to_ascii_uppercase().as_str() {
             "INCREMENTAL" => spec.is_incremental(),
             "FULL_TABLE" => false,
@@ -259,7 +270,8 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
                     "stream '{name}': replication-key \"{key}\" is not supported; {}",
                     match spec.cursor_field() {
                         Some(c) => format!("use \"{c}\""),
-                        None => "leave it unset (the cursor is the end of the last synced window)".into(),
+                        None => "leave it unset (the cursor is the end of the last synced window)"
+                            .into(),
                     }
                 ));
             }
@@ -328,7 +340,8 @@ fn truthy(v: &Value) -> Option<bool> {
 
 /// Singer selection rules for a stream (singer-sdk `_breadcrumb_is_selected`).
 fn stream_selected(entry: &Value, md: &Map<String, Value>, no_metadata: bool) -> bool {
-    if no_metadata && entry.get("selected").is_none() && entry.pointer("/schema/selected").is_none() {
+    if no_metadata && entry.get("selected").is_none() && entry.pointer("/schema/selected").is_none()
+    {
         return true;
     }
     match md.get("inclusion").and_then(|v| v.as_str()) {
@@ -344,7 +357,9 @@ fn stream_selected(entry: &Value, md: &Map<String, Value>, no_metadata: bool) ->
     {
         return sel;
     }
-    md.get("selected-by-default").and_then(truthy).unwrap_or(false)
+    md.get("selected-by-default")
+        .and_then(truthy)
+        .unwrap_or(false)
 }
 
 fn field_selected(md: &Map<String, Value>) -> bool {
@@ -356,7 +371,9 @@ fn field_selected(md: &Map<String, Value>) -> bool {
     if let Some(sel) = md.get("selected").and_then(truthy) {
         return sel;
     }
-    md.get("selected-by-default").and_then(truthy).unwrap_or(true)
+    md.get("selected-by-default")
+        .and_then(truthy)
+        .unwrap_or(true)
 }
 
 #[cfg(test)]
@@ -381,7 +398,10 @@ mod tests {
         let cat = json!({"streams": [{"stream": {"name": "__AIRBYTE__stream_that_does_not_exist"},
             "sync_mode": "INVALID", "destination_sync_mode": "INVALID"}]});
         let err = parse_airbyte(&cat).unwrap_err();
-        assert!(err.contains("INVALID") && err.contains("__AIRBYTE__"), "{err}");
+        assert!(
+            err.contains("INVALID") && err.contains("__AIRBYTE__"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -402,7 +422,8 @@ mod tests {
                 if crumb == json!([]) {
                     m["metadata"]["selected"] = json!(name == "bounces");
                 }
-                if crumb == json!(["properties", "Details"]) || crumb == json!(["properties", "ID"]) {
+                if crumb == json!(["properties", "Details"]) || crumb == json!(["properties", "ID"])
+                {
                     m["metadata"]["selected"] = json!(false);
                 }
             }
@@ -413,7 +434,9 @@ mod tests {
         // The key is automatic: deselecting it has no effect.
         assert_eq!(sel.streams[0].excluded_fields, vec!["Details".to_string()]);
         assert!(sel.streams[0].incremental);
-        assert!(sel.streams[0].schema()["properties"].get("Details").is_none());
+        assert!(sel.streams[0].schema()["properties"]
+            .get("Details")
+            .is_none());
     }
 
     #[test]

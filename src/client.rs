@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{truncate_for_message, Error};
 
-pub const USER_AGENT: &str = concat!("source-postmark/", env!("CARGO_PKG_VERSION"), " (rust; ureq)");
+pub const USER_AGENT: &str = concat!(
+    "source-postmark/",
+    env!("CARGO_PKG_VERSION"),
+    " (rust; ureq)"
+);
 const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -123,7 +127,10 @@ pub struct Client {
 /// What a failed attempt means for the retry loop.
 enum Attempt {
     Done(String),
-    Retry { reason: String, retry_after: Option<Duration> },
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     Fail(Error),
 }
 
@@ -242,7 +249,12 @@ fn classify_transport(e: ureq::Error) -> Attempt {
     }
 }
 
-fn classify_status(status: u16, body: String, retry_after: Option<Duration>, context: &str) -> Attempt {
+fn classify_status(
+    status: u16,
+    body: String,
+    retry_after: Option<Duration>,
+    context: &str,
+) -> Attempt {
     if status == 200 {
         return Attempt::Done(body);
     }
@@ -331,10 +343,20 @@ mod tests {
         ));
         // ErrorCode 10 is an auth failure whatever the status.
         assert!(matches!(
-            classify_status(422, r#"{"ErrorCode":"10","Message":"No token"}"#.into(), None, "x"),
+            classify_status(
+                422,
+                r#"{"ErrorCode":"10","Message":"No token"}"#.into(),
+                None,
+                "x"
+            ),
             Attempt::Fail(Error::Unauthorized { .. })
         ));
-        match classify_status(422, r#"{"ErrorCode":700,"Message":"Bad date"}"#.into(), None, "x") {
+        match classify_status(
+            422,
+            r#"{"ErrorCode":700,"Message":"Bad date"}"#.into(),
+            None,
+            "x",
+        ) {
             Attempt::Fail(Error::Rejected { code, message, .. }) => {
                 assert_eq!(code, Some(700));
                 assert_eq!(message, "Bad date");

@@ -58,9 +58,11 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
         query: Vec::new(),
     };
     let mut retries = Vec::new();
-    let result = client.get(&request, "checking the connection (GET /server)", &mut |m| {
-        retries.push(m)
-    });
+    let result = client.get(
+        &request,
+        "checking the connection (GET /server)",
+        &mut |m| retries.push(m),
+    );
     for m in retries {
         out.log(Level::Warn, &m)?;
     }
@@ -71,12 +73,20 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
     }
 }
 
-pub fn discover_airbyte<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result<(), Error> {
+pub fn discover_airbyte<W: Write>(
+    path: &Path,
+    rt: Runtime,
+    out: &mut Emitter<W>,
+) -> Result<(), Error> {
     load_config(path, rt, out)?;
     out.message(&json!({"type": "CATALOG", "catalog": catalog::airbyte_catalog()}))
 }
 
-pub fn discover_singer<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result<(), Error> {
+pub fn discover_singer<W: Write>(
+    path: &Path,
+    rt: Runtime,
+    out: &mut Emitter<W>,
+) -> Result<(), Error> {
     load_config(path, rt, out)?;
     out.message(&catalog::singer_catalog())
 }
@@ -90,7 +100,11 @@ pub struct ReadInputs<'a> {
 }
 
 /// Both protocols' read/sync. Returns the stream failure already reported on the protocol.
-pub fn read<W: Write>(inputs: ReadInputs, rt: Runtime, out: &mut Emitter<W>) -> Result<Option<Error>, Error> {
+pub fn read<W: Write>(
+    inputs: ReadInputs,
+    rt: Runtime,
+    out: &mut Emitter<W>,
+) -> Result<Option<Error>, Error> {
     let config = load_config(inputs.config, rt, out)?;
     let selection = match (inputs.catalog, inputs.singer) {
         (Some(p), true) => catalog::load_singer(p)?,
@@ -106,13 +120,20 @@ pub fn read<W: Write>(inputs: ReadInputs, rt: Runtime, out: &mut Emitter<W>) -> 
     };
     if inputs.singer {
         for name in &selection.unknown {
-            out.log(Level::Warn, &format!("the catalog selects unknown stream '{name}'; skipping it"))?;
+            out.log(
+                Level::Warn,
+                &format!("the catalog selects unknown stream '{name}'; skipping it"),
+            )?;
         }
     }
     let plan = ReadPlan {
         config,
         streams: selection.streams,
-        unknown_streams: if inputs.singer { Vec::new() } else { selection.unknown },
+        unknown_streams: if inputs.singer {
+            Vec::new()
+        } else {
+            selection.unknown
+        },
         state,
         now: rt.now,
         retry_base: rt.retry_base,

@@ -200,7 +200,9 @@ const SECRET_FIELDS: &[&str] = &["server_token"];
 pub fn connection_specification() -> Value {
     let mut settings = schemars::generate::SchemaSettings::draft07();
     settings.inline_subschemas = true;
-    let schema = settings.into_generator().into_root_schema_for::<ConfigSpec>();
+    let schema = settings
+        .into_generator()
+        .into_root_schema_for::<ConfigSpec>();
     let mut value = schema.to_value();
     unwrap_doc_lines(&mut value);
     if let Some(props) = value.get_mut("properties").and_then(|p| p.as_object_mut()) {
@@ -326,7 +328,11 @@ fn schema_problems(spec: &Value, instance: &Value) -> Vec<String> {
         .build(spec)
     {
         Ok(v) => v,
-        Err(e) => return vec![format!("internal error: the spec is not a valid schema: {e}")],
+        Err(e) => {
+            return vec![format!(
+                "internal error: the spec is not a valid schema: {e}"
+            )]
+        }
     };
     let mut problems: Vec<String> = validator
         .iter_errors(instance)
@@ -453,13 +459,15 @@ fn check_start_date(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String
 
 fn check_base_url(url: &str) -> Result<String, String> {
     let url = url.trim_end_matches('/');
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("'base_url' \"{url}\" is not a URL; expected e.g. {DEFAULT_BASE_URL}"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("'base_url' \"{url}\" is not a URL; expected e.g. {DEFAULT_BASE_URL}")
+    })?;
     let authority = rest.split('/').next().unwrap_or("");
     let host = host_of(authority);
     if host.is_empty() {
-        return Err(format!("'base_url' \"{url}\" has no host; expected e.g. {DEFAULT_BASE_URL}"));
+        return Err(format!(
+            "'base_url' \"{url}\" has no host; expected e.g. {DEFAULT_BASE_URL}"
+        ));
     }
     match scheme {
         "https" => Ok(url.to_string()),
@@ -548,7 +556,11 @@ mod tests {
 
     #[test]
     fn plain_http_is_only_for_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost:1/", "http://[::1]:9"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1/",
+            "http://[::1]:9",
+        ] {
             assert!(check_base_url(ok).is_ok(), "{ok}");
         }
         assert!(check_base_url("http://api.postmarkapp.com").is_err());

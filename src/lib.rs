@@ -82,7 +82,11 @@ fn runtime(cli: &Cli) -> Result<Runtime, Error> {
     })
 }
 
-fn dispatch<W: Write>(cli: &Cli, rt: Runtime, out: &mut Emitter<W>) -> Result<Option<Error>, Error> {
+fn dispatch<W: Write>(
+    cli: &Cli,
+    rt: Runtime,
+    out: &mut Emitter<W>,
+) -> Result<Option<Error>, Error> {
     match &cli.command {
         Some(AirbyteCommand::Spec) => commands::spec(out).map(|_| None),
         Some(AirbyteCommand::Check { config }) => commands::check(config, rt, out).map(|_| None),

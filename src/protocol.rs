@@ -218,13 +218,12 @@ impl<W: Write> Emitter<W> {
     pub fn record(&mut self, stream: &str, data: &[u8]) -> Result<(), Error> {
         let out = &mut self.out;
         let res = match self.protocol {
-            Protocol::Airbyte => {
-                out.write_all(b"{\"type\":\"RECORD\",\"record\":{\"stream\":\"")
-                    .and_then(|_| out.write_all(stream.as_bytes()))
-                    .and_then(|_| out.write_all(b"\",\"data\":"))
-                    .and_then(|_| out.write_all(data))
-                    .and_then(|_| write!(out, ",\"emitted_at\":{}}}}}\n", self.emitted_at_ms))
-            }
+            Protocol::Airbyte => out
+                .write_all(b"{\"type\":\"RECORD\",\"record\":{\"stream\":\"")
+                .and_then(|_| out.write_all(stream.as_bytes()))
+                .and_then(|_| out.write_all(b"\",\"data\":"))
+                .and_then(|_| out.write_all(data))
+                .and_then(|_| write!(out, ",\"emitted_at\":{}}}}}\n", self.emitted_at_ms)),
             Protocol::Singer => out
                 .write_all(b"{\"type\":\"RECORD\",\"stream\":\"")
                 .and_then(|_| out.write_all(stream.as_bytes()))

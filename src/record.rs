@@ -106,7 +106,11 @@ pub struct PageTally {
 }
 
 impl Shaper {
-    pub fn new(datetime_fields: Vec<String>, cursor_field: Option<&str>, excluded: Vec<String>) -> Shaper {
+    pub fn new(
+        datetime_fields: Vec<String>,
+        cursor_field: Option<&str>,
+        excluded: Vec<String>,
+    ) -> Shaper {
         Shaper {
             datetime_fields,
             cursor_field: cursor_field.map(str::to_string),
@@ -125,8 +129,9 @@ impl Shaper {
     ) -> Result<PageTally, ShapeError<E>> {
         let mut tally = PageTally::default();
         for raw in records {
-            let obj: RawObject = serde_json::from_str(raw.get())
-                .map_err(|e| ShapeError::Malformed(format!("a record is not a JSON object ({e})")))?;
+            let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
+                ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
+            })?;
             buf.clear();
             let cursor = self.write_record(&obj, buf);
             if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
@@ -284,7 +289,10 @@ mod tests {
         let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
         let window = Some((at("2026-01-01T00:00:01Z"), at("2026-01-01T00:00:02Z")));
         let (out, tally) = shape(body, &shaper, window);
-        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].as_str().unwrap()).collect();
+        let ids: Vec<_> = out
+            .iter()
+            .map(|r| r["MessageID"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, vec!["start", "nocursor"]);
         assert_eq!(tally.outside_window, 2);
         assert_eq!(tally.no_cursor, 1);

@@ -184,7 +184,10 @@ fn parse_stream_state(
             format!("stream '{name}': field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
         })?
         .with_timezone(&Utc);
-    let in_progress = obj.get("in_progress").and_then(|b| b.as_bool()).unwrap_or(false);
+    let in_progress = obj
+        .get("in_progress")
+        .and_then(|b| b.as_bool())
+        .unwrap_or(false);
     Ok(Some(StreamCursor {
         synced_until: t,
         in_progress,
@@ -205,7 +208,10 @@ mod tests {
             "stream_state": {"synced_until": "2026-11-01T00:00:00Z"}}, "global_": null, "data": null,
             "sourceStats": {"recordCount": 1.0, "rejectedRecordCount": null}}]);
         let s = parse(&v).unwrap();
-        assert_eq!(s.cursors["bounces"].synced_until, at("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            s.cursors["bounces"].synced_until,
+            at("2026-11-01T00:00:00Z")
+        );
         assert!(!s.cursors["bounces"].in_progress);
     }
 
@@ -226,8 +232,12 @@ mod tests {
 
     #[test]
     fn malformed_state_names_the_stream_and_field() {
-        let err = parse(&json!({"bookmarks": {"bounces": {"synced_until": "last tuesday"}}})).unwrap_err();
-        assert!(err.contains("'bounces'") && err.contains("'synced_until'"), "{err}");
+        let err = parse(&json!({"bookmarks": {"bounces": {"synced_until": "last tuesday"}}}))
+            .unwrap_err();
+        assert!(
+            err.contains("'bounces'") && err.contains("'synced_until'"),
+            "{err}"
+        );
         let err = parse(&json!([{"type": "PER_STREAM"}])).unwrap_err();
         assert!(err.contains("PER_STREAM"), "{err}");
         let err = parse(&json!({"bookmarks": {"bounces": 5}})).unwrap_err();

@@ -205,7 +205,11 @@ pub fn find(name: &str) -> Option<&'static StreamSpec> {
 }
 
 pub fn names() -> String {
-    STREAMS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+    STREAMS
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The stream used to list message streams for partitioning.
@@ -222,10 +226,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for s in STREAMS {
             assert!(seen.insert(s.name), "duplicate {}", s.name);
-            assert!(s
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(s.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
         assert_eq!(message_streams().name, "message_streams");
     }

@@ -112,7 +112,11 @@ struct Engine<'p, 'o, W: Write> {
 }
 
 impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
-    fn new(plan: &'p ReadPlan, client: Arc<Client>, out: &'o mut Emitter<W>) -> Result<Self, Error> {
+    fn new(
+        plan: &'p ReadPlan,
+        client: Arc<Client>,
+        out: &'o mut Emitter<W>,
+    ) -> Result<Self, Error> {
         let mut bookmarks: BTreeMap<String, Value> = plan
             .state
             .other_bookmarks
@@ -163,9 +167,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     .filter(|(_, kind)| kind == "Transactional" || kind == "Broadcasts")
                     .map(|(id, _)| Some(id.clone()))
                     .collect(),
-                Partitioning::AllStreams => {
-                    message_streams.iter().map(|(id, _)| Some(id.clone())).collect()
-                }
+                Partitioning::AllStreams => message_streams
+                    .iter()
+                    .map(|(id, _)| Some(id.clone()))
+                    .collect(),
             };
             let mut run = StreamRun::new(selected.clone(), partitions);
             let idx = self.runs.len();
@@ -174,14 +179,21 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 run.range = Some((start, end));
                 run.progress = Some(Progress::new(start, run.partitions.len()));
                 if selected.incremental {
-                    run.prev_cursor = self.plan.state.cursors.get(spec.name).map(|c| c.synced_until);
+                    run.prev_cursor = self
+                        .plan
+                        .state
+                        .cursors
+                        .get(spec.name)
+                        .map(|c| c.synced_until);
                 }
             }
             self.runs.push(run);
             let roots: Vec<(usize, Option<Window>)> = {
                 let run = &self.runs[idx];
                 match run.range {
-                    Some((s, e)) if s < e => (0..run.partitions.len()).map(|p| (p, Some((s, e)))).collect(),
+                    Some((s, e)) if s < e => (0..run.partitions.len())
+                        .map(|p| (p, Some((s, e))))
+                        .collect(),
                     Some(_) => Vec::new(),
                     None => vec![(0, None)],
                 }
@@ -199,15 +211,18 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         let request = build_request(spec, None, &[], None, None);
         let context = "listing message streams".to_string();
         let mut retries = Vec::new();
-        let body = self.client.get(&request, &context, &mut |m| retries.push(m));
+        let body = self
+            .client
+            .get(&request, &context, &mut |m| retries.push(m));
         for m in retries {
             self.out.log(Level::Warn, &m)?;
         }
         let body = body?;
-        let page = parse_page(&body, spec.records_key).map_err(|detail| Error::UnexpectedResponse {
-            context: context.clone(),
-            detail,
-        })?;
+        let page =
+            parse_page(&body, spec.records_key).map_err(|detail| Error::UnexpectedResponse {
+                context: context.clone(),
+                detail,
+            })?;
         let mut list = Vec::new();
         for raw in page.records {
             let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
@@ -224,8 +239,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             }
         }
         let ids: Vec<&str> = list.iter().map(|(id, _)| id.as_str()).collect();
-        self.out
-            .log(Level::Info, &format!("message streams (archived included): {}", ids.join(", ")))?;
+        self.out.log(
+            Level::Info,
+            &format!("message streams (archived included): {}", ids.join(", ")),
+        )?;
         Ok(list)
     }
 
@@ -262,7 +279,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     }
 
     fn enqueue(&mut self, task: TaskId, offset: u32, count: Option<u32>) {
-        let Some(t) = self.tasks.get(&task) else { return };
+        let Some(t) = self.tasks.get(&task) else {
+            return;
+        };
         let start = t.window.map(|w| w.0.timestamp()).unwrap_or(0);
         self.queue.push(Reverse(Pending {
             key: (t.stream, start, task, offset),
@@ -304,12 +323,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
 
     fn dispatch(&mut self, jobs: &Sender<Job>, workers: usize) -> Result<(), Error> {
         while self.in_flight.len() < workers {
-            let Some(Reverse(p)) = self.queue.pop() else { break };
+            let Some(Reverse(p)) = self.queue.pop() else {
+                break;
+            };
             let (stream, _, task_id, offset) = p.key;
             if matches!(self.runs[stream].phase, Phase::Failed | Phase::Done) {
                 continue;
             }
-            let Some(task) = self.tasks.get(&task_id) else { continue };
+            let Some(task) = self.tasks.get(&task_id) else {
+                continue;
+            };
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
@@ -338,7 +361,14 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     count: p.count,
                 },
             );
-            if jobs.send(Job { id, request, context }).is_err() {
+            if jobs
+                .send(Job {
+                    id,
+                    request,
+                    context,
+                })
+                .is_err()
+            {
                 self.in_flight.remove(&id);
                 break;
             }
@@ -346,7 +376,12 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         Ok(())
     }
 
-    fn on_done(&mut self, job: InFlight, result: Result<String, Error>, at: DateTime<Utc>) -> Result<(), Error> {
+    fn on_done(
+        &mut self,
+        job: InFlight,
+        result: Result<String, Error>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
         if self.runs[job.stream].phase != Phase::Running || !self.tasks.contains_key(&job.task) {
             return Ok(());
         }
@@ -424,7 +459,12 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
     }
 
-    fn emit_page(&mut self, job: &InFlight, records: &[&serde_json::value::RawValue], at: DateTime<Utc>) -> Result<(), Error> {
+    fn emit_page(
+        &mut self,
+        job: &InFlight,
+        records: &[&serde_json::value::RawValue],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
         let window = match self.runs[job.stream].selected.spec.cursor {
             Cursor::Field(_) => self.tasks.get(&job.task).and_then(|t| t.window),
             _ => None,
@@ -435,7 +475,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         let out = &mut *self.out;
         let tally = run
             .shaper
-            .shape_page(records, window, &mut self.buf, &mut |line| out.record(name, line))
+            .shape_page(records, window, &mut self.buf, &mut |line| {
+                out.record(name, line)
+            })
             .or_else(|e| match e {
                 ShapeError::Emit(e) => Err(e),
                 ShapeError::Malformed(detail) => Err(Error::UnexpectedResponse {
@@ -464,7 +506,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
         if tally.no_cursor > 0 && !run.warned_cursor {
             run.warned_cursor = true;
-            let msg = format!("{name}: {} records have no readable cursor field; they are emitted as they are", tally.no_cursor);
+            let msg = format!(
+                "{name}: {} records have no readable cursor field; they are emitted as they are",
+                tally.no_cursor
+            );
             self.out.log(Level::Warn, &msg)?;
         }
         self.out.flush()
@@ -472,12 +517,22 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
 
     /// Splits a task whose window holds too many rows: in time, else by the next filter.
     fn split(&mut self, task_id: TaskId, total: Option<u64>) -> bool {
-        let Some(task) = self.tasks.get(&task_id) else { return false };
-        let (stream, partition, filters, window) = (task.stream, task.partition, task.filters.clone(), task.window);
+        let Some(task) = self.tasks.get(&task_id) else {
+            return false;
+        };
+        let (stream, partition, filters, window) = (
+            task.stream,
+            task.partition,
+            task.filters.clone(),
+            task.window,
+        );
         let spec = self.runs[stream].selected.spec;
         let children: Vec<(Vec<(&'static str, &'static str)>, Option<Window>)> =
             match window.and_then(|w| split_time(w, total)) {
-                Some(pieces) => pieces.into_iter().map(|p| (filters.clone(), Some(p))).collect(),
+                Some(pieces) => pieces
+                    .into_iter()
+                    .map(|p| (filters.clone(), Some(p)))
+                    .collect(),
                 None => match spec.split_filters.get(filters.len()) {
                     Some((param, values)) => values
                         .iter()
@@ -490,7 +545,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     None => return false,
                 },
             };
-        let by_filter = children.first().map(|c| c.0.len() > filters.len()).unwrap_or(false);
+        let by_filter = children
+            .first()
+            .map(|c| c.0.len() > filters.len())
+            .unwrap_or(false);
         if let Some(task) = self.tasks.get_mut(&task_id) {
             task.pages_pending = 0;
             task.children_pending = children.len();
@@ -505,7 +563,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     }
 
     fn report_total_to_parent(&mut self, task_id: TaskId, total: u64) {
-        let Some(parent) = self.tasks.get(&task_id).and_then(|t| t.parent) else { return };
+        let Some(parent) = self.tasks.get(&task_id).and_then(|t| t.parent) else {
+            return;
+        };
         if let Some(p) = self.tasks.get_mut(&parent) {
             if p.expected_total.is_some() {
                 p.children_total += total;
@@ -515,12 +575,17 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
 
     /// Rows no query can reach: warn loudly, or fail if the user asked to.
     fn unreachable(&mut self, task_id: TaskId, rows: u64) -> Result<(), Error> {
-        let Some(task) = self.tasks.get(&task_id) else { return Ok(()) };
+        let Some(task) = self.tasks.get(&task_id) else {
+            return Ok(());
+        };
         let run = &mut self.runs[task.stream];
         run.unreachable_rows += rows;
         let name = run.name();
         let partition = run.partitions.get(task.partition).cloned().flatten();
-        let mut scope: Vec<String> = partition.into_iter().map(|p| format!("messagestream={p}")).collect();
+        let mut scope: Vec<String> = partition
+            .into_iter()
+            .map(|p| format!("messagestream={p}"))
+            .collect();
         scope.extend(task.filters.iter().map(|(k, v)| format!("{k}={v}")));
         let when = task
             .window
@@ -533,9 +598,13 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         );
         let stream = task.stream;
         self.out.log(Level::Warn, &msg)?;
-        self.out.trace_analytics("postmark_unreachable_rows", &format!("{name}:{rows}"))?;
+        self.out
+            .trace_analytics("postmark_unreachable_rows", &format!("{name}:{rows}"))?;
         if self.plan.config.fail_on_unreachable_rows {
-            let err = Error::UnreachableRows { stream: name.to_string(), rows };
+            let err = Error::UnreachableRows {
+                stream: name.to_string(),
+                rows,
+            };
             self.fail_stream(stream, err)?;
         }
         Ok(())
@@ -544,7 +613,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     fn complete(&mut self, task_id: TaskId) -> Result<(), Error> {
         let mut next = Some(task_id);
         while let Some(id) = next.take() {
-            let Some(task) = self.tasks.remove(&id) else { break };
+            let Some(task) = self.tasks.remove(&id) else {
+                break;
+            };
             let run = &mut self.runs[task.stream];
             run.open_tasks = run.open_tasks.saturating_sub(1);
             if let (true, Some((s, e))) = (task.filters.is_empty(), task.window) {
@@ -574,9 +645,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 }
             }
             let stream = task.stream;
-            self.checkpoint(stream)?;
             if self.runs[stream].open_tasks == 0 && self.runs[stream].phase == Phase::Running {
                 self.finish_stream(stream)?;
+            } else {
+                self.checkpoint(stream)?;
             }
         }
         Ok(())
@@ -599,8 +671,11 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 if run.range.is_some() {
                     self.bookmarks.insert(name.to_string(), value);
                 }
-                let bookmarks: serde_json::Map<String, Value> =
-                    self.bookmarks.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let bookmarks: serde_json::Map<String, Value> = self
+                    .bookmarks
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 self.out.singer_state(&json!({ "bookmarks": bookmarks }))
             }
         }
@@ -617,7 +692,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         self.out.log(Level::Info, &line)?;
         self.out.stream_status(name, StreamStatus::Started)?;
         self.out.stream_status(name, StreamStatus::Running)?;
-        self.out.schema(name, &schema, spec.primary_key, spec.cursor_field())
+        self.out
+            .schema(name, &schema, spec.primary_key, spec.cursor_field())
     }
 
     fn finish_stream(&mut self, idx: usize) -> Result<(), Error> {
@@ -638,7 +714,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
         let all = matches!(error, Error::Unauthorized { .. });
         let targets: Vec<usize> = if all {
-            (0..self.runs.len()).filter(|i| self.runs[*i].phase != Phase::Done).collect()
+            (0..self.runs.len())
+                .filter(|i| self.runs[*i].phase != Phase::Done)
+                .collect()
         } else {
             vec![idx]
         };
@@ -758,11 +836,23 @@ mod tests {
 
     #[test]
     fn inbound_windows_stop_one_second_early_and_cursor_windows_do_not() {
-        let s = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let s = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let e = s + Duration::hours(1);
-        let inbound = build_request(streams::find("messages_inbound").unwrap(), None, &[], Some((s, e)), Some((0, 500)));
-        assert!(inbound.query.contains(&("todate", "2026-06-30T20:59:59".into())));
-        assert!(inbound.query.contains(&("fromdate", "2026-06-30T20:00:00".into())));
+        let inbound = build_request(
+            streams::find("messages_inbound").unwrap(),
+            None,
+            &[],
+            Some((s, e)),
+            Some((0, 500)),
+        );
+        assert!(inbound
+            .query
+            .contains(&("todate", "2026-06-30T20:59:59".into())));
+        assert!(inbound
+            .query
+            .contains(&("fromdate", "2026-06-30T20:00:00".into())));
         let outbound = build_request(
             streams::find("messages_outbound").unwrap(),
             Some("broadcast"),
@@ -770,8 +860,12 @@ mod tests {
             Some((s, e)),
             Some((500, 500)),
         );
-        assert!(outbound.query.contains(&("todate", "2026-06-30T21:00:00".into())));
-        assert!(outbound.query.contains(&("messagestream", "broadcast".into())));
+        assert!(outbound
+            .query
+            .contains(&("todate", "2026-06-30T21:00:00".into())));
+        assert!(outbound
+            .query
+            .contains(&("messagestream", "broadcast".into())));
         assert!(outbound.query.contains(&("status", "sent".into())));
         assert!(outbound.query.contains(&("offset", "500".into())));
     }

@@ -120,7 +120,12 @@ impl StreamRun {
         } else {
             "full refresh"
         };
-        let parts: Vec<&str> = self.partitions.iter().flatten().map(String::as_str).collect();
+        let parts: Vec<&str> = self
+            .partitions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         let over = if parts.is_empty() {
             String::new()
         } else {
@@ -170,7 +175,9 @@ impl StreamRun {
     }
 
     fn elapsed(&self) -> f64 {
-        self.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0)
+        self.started
+            .map(|s| s.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
     }
 }
 

@@ -15,7 +15,8 @@ fn golden(rel: &str, actual: &Value) {
         return;
     }
     let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{rel} is missing; run UPDATE_GOLDEN=1 cargo test golden")),
+        &std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{rel} is missing; run UPDATE_GOLDEN=1 cargo test golden")),
     )
     .unwrap();
     assert_eq!(&expected, actual, "{rel} drifted from the binary's output; run UPDATE_GOLDEN=1 cargo test golden and review the diff");
@@ -44,13 +45,22 @@ fn airbyte_discover_prints_exactly_the_committed_catalog() {
     assert_eq!(catalogs.len(), 1);
     let catalog = &catalogs[0]["catalog"];
     golden("catalogs/airbyte_catalog.json", catalog);
-    let names: Vec<&str> = catalog["streams"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = catalog["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, STREAMS);
     for stream in catalog["streams"].as_array().unwrap() {
         let name = stream["name"].as_str().unwrap();
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("catalogs/schemas/{name}.json"));
+        let file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("catalogs/schemas/{name}.json"));
         let schema: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        assert_eq!(stream["json_schema"], schema, "{name}: json_schema is catalogs/schemas/{name}.json");
+        assert_eq!(
+            stream["json_schema"], schema,
+            "{name}: json_schema is catalogs/schemas/{name}.json"
+        );
     }
 }
 
@@ -60,9 +70,16 @@ fn the_ready_made_configured_catalog_matches_discover() {
         "catalogs/configured_catalog.json",
         &source_postmark::catalog::airbyte_configured_catalog(),
     );
-    let configured: Value = serde_json::from_str(include_str!("../../catalogs/configured_catalog.json")).unwrap();
-    let discovered: Value = serde_json::from_str(include_str!("../../catalogs/airbyte_catalog.json")).unwrap();
-    for (c, d) in configured["streams"].as_array().unwrap().iter().zip(discovered["streams"].as_array().unwrap()) {
+    let configured: Value =
+        serde_json::from_str(include_str!("../../catalogs/configured_catalog.json")).unwrap();
+    let discovered: Value =
+        serde_json::from_str(include_str!("../../catalogs/airbyte_catalog.json")).unwrap();
+    for (c, d) in configured["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(discovered["streams"].as_array().unwrap())
+    {
         assert_eq!(&c["stream"], d);
     }
 }
@@ -78,7 +95,11 @@ fn singer_discover_prints_exactly_the_committed_catalog_with_full_metadata() {
     for stream in catalog["streams"].as_array().unwrap() {
         let md = stream["metadata"].as_array().unwrap();
         let props = stream["schema"]["properties"].as_object().unwrap();
-        assert_eq!(md.len(), props.len() + 1, "one breadcrumb per property plus the stream");
+        assert_eq!(
+            md.len(),
+            props.len() + 1,
+            "one breadcrumb per property plus the stream"
+        );
         let top = &md[0]["metadata"];
         assert_eq!(md[0]["breadcrumb"], serde_json::json!([]));
         assert_eq!(top["selected-by-default"], true);
@@ -97,8 +118,14 @@ fn about_describes_the_connector_in_json_and_text() {
     assert_eq!(json_run.code, 0);
     let about: Value = serde_json::from_str(&json_run.stdout).unwrap();
     assert_eq!(about["name"], "source-postmark");
-    assert_eq!(about["settings"]["properties"]["server_token"]["secret"], true);
-    assert!(about["capabilities"].as_array().unwrap().contains(&"discover".into()));
+    assert_eq!(
+        about["settings"]["properties"]["server_token"]["secret"],
+        true
+    );
+    assert!(about["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&"discover".into()));
     let text = run(&["--about"]);
     assert!(text.stdout.contains("server_token"));
 }

@@ -1,1 +1,147 @@
+//! Airbyte `read`: a full sync returns exactly the fake's ground truth, and every line
+//! follows the protocol.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
 use crate::support::*;
+
+fn read_all(fake: &Fake, extra: Value) -> Run {
+    let s = Scratch::new("read");
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json("catalog.json", &airbyte_catalog(&STREAMS, "incremental"));
+    run(&["read", "--config", &cfg, "--catalog", &cat])
+}
+
+fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
+    match stream {
+        "templates" | "message_streams" => fake.truth(stream, None),
+        _ => fake.truth(stream, Some(default_range())),
+    }
+}
+
+#[test]
+fn a_full_read_returns_exactly_the_fakes_truth_for_every_stream() {
+    let fake = Fake::start(&[]);
+    let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in STREAMS {
+        let truth = truth_of(&fake, stream);
+        assert!(!truth.is_empty(), "{stream}: the fake has data");
+        assert_exactly(stream, &run.keys(stream), &truth);
+    }
+    assert_valid_airbyte(&run);
+    assert_records_match_schemas(&run);
+    assert_no_secret(&run, TOKEN);
+    assert_eq!(fake.stats()["cap_violations"], 0);
+}
+
+#[test]
+fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
+    let fake = Fake::start(&["--outbound", "3000"]);
+    let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut statuses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in run.of_type("TRACE") {
+        if t["trace"]["type"] == "STREAM_STATUS" {
+            let s = &t["trace"]["stream_status"];
+            statuses
+                .entry(s["stream_descriptor"]["name"].as_str().unwrap().to_string())
+                .or_default()
+                .push(s["status"].as_str().unwrap().to_string());
+        }
+    }
+    for stream in STREAMS {
+        assert_eq!(statuses[stream], vec!["STARTED", "RUNNING", "COMPLETE"], "{stream}");
+    }
+    // recordCount adds up to the records emitted, per stream.
+    let mut counted: BTreeMap<String, f64> = BTreeMap::new();
+    for st in run.of_type("STATE") {
+        let name = st["state"]["stream"]["stream_descriptor"]["name"].as_str().unwrap().to_string();
+        *counted.entry(name).or_default() += st["state"]["sourceStats"]["recordCount"].as_f64().unwrap();
+    }
+    for (stream, records) in run.records() {
+        assert_eq!(counted[&stream] as usize, records.len(), "{stream}");
+    }
+    let states = run.last_airbyte_states();
+    for stream in ["messages_outbound", "messages_inbound", "bounces"] {
+        assert_eq!(states[stream], json!({"synced_until": "2026-11-20T11:55:00Z"}), "{stream}");
+    }
+    assert_eq!(states["templates"], json!({}));
+    // No STATE runs ahead of records: the last line of each stream's output is its state.
+    let lines = run.lines();
+    for stream in STREAMS {
+        let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
+        let last_state = lines.iter().rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
+        assert!(last_state > last_record, "{stream}: a STATE follows the last record");
+    }
+}
+
+#[test]
+fn outbound_and_bounces_are_read_once_per_message_stream_archived_included() {
+    let fake = Fake::start(&[]);
+    let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in fake.requests() {
+        let path = r["path"].as_str().unwrap().to_string();
+        let ms = r["query"]["messagestream"].as_str().unwrap_or("<none>").to_string();
+        by_path.entry(path).or_default().insert(ms);
+        if let (Some(c), Some(o)) = (r["query"]["count"].as_str(), r["query"]["offset"].as_str()) {
+            let (c, o): (u32, u32) = (c.parse().unwrap(), o.parse().unwrap());
+            assert!(c <= 500 && c + o <= 10_000, "count {c} offset {o}");
+        }
+    }
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(by_path["/messages/outbound"], set(&["outbound", "broadcast", "legacy-tx", "spring-promo"]));
+    assert_eq!(by_path["/bounces"], set(&["outbound", "broadcast", "legacy-tx", "spring-promo", "inbound"]));
+    assert_eq!(by_path["/messages/inbound"], set(&["<none>"]));
+}
+
+#[test]
+fn date_filters_are_eastern_wall_time_without_offset() {
+    let fake = Fake::start(&[]);
+    let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let outbound: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/messages/outbound")
+        .collect();
+    // The range [2026-10-06T12:00:00Z, 2026-11-20T11:55:00Z) is EDT at the start, EST at the end.
+    assert!(outbound.iter().any(|r| r["query"]["fromdate"] == "2026-10-06T08:00:00"));
+    assert!(outbound.iter().any(|r| r["query"]["todate"] == "2026-11-20T06:55:00"));
+    for r in &outbound {
+        for k in ["fromdate", "todate"] {
+            let v = r["query"][k].as_str().unwrap();
+            assert_eq!(v.len(), 19, "{k}={v} has no offset or fraction");
+        }
+    }
+}
+
+#[test]
+fn every_field_postmark_returns_arrives_unknown_ones_too() {
+    let fake = Fake::start(&[]);
+    let run = read_all(&fake, json!({}));
+    let records = run.records();
+    let with_future = records["messages_outbound"].iter().filter(|r| r.get("FutureField").is_some()).count();
+    assert!(with_future > 0, "the fake's unknown field reaches the record");
+    let sample = &records["messages_outbound"][0];
+    for f in ["MessageID", "To", "Recipients", "ReceivedAt", "Status", "Metadata"] {
+        assert!(sample.get(f).is_some(), "{f} present");
+    }
+}
+
+#[test]
+fn a_read_with_more_workers_returns_the_same_truth_and_respects_the_bound() {
+    let fake = Fake::start(&["--outbound", "20000", "--latency-ms", "5"]);
+    let run = read_all(&fake, json!({"max_concurrency": 3}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in STREAMS {
+        assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
+    }
+    let peak = fake.stats()["max_in_flight"].as_u64().unwrap();
+    assert!(peak <= 3, "at most max_concurrency requests in flight, saw {peak}");
+    assert!(peak >= 2, "requests do overlap, saw {peak}");
+}

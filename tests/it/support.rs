@@ -177,13 +177,17 @@ impl Run {
         self.stdout
             .lines()
             .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
             })
             .collect()
     }
 
     pub fn of_type(&self, t: &str) -> Vec<Value> {
-        self.lines().into_iter().filter(|m| m["type"] == t).collect()
+        self.lines()
+            .into_iter()
+            .filter(|m| m["type"] == t)
+            .collect()
     }
 
     /// RECORD data per stream (both protocols).
@@ -240,7 +244,10 @@ impl Run {
         // Keep only the last per stream, as the platform would.
         let mut last: BTreeMap<String, Value> = BTreeMap::new();
         for s in msgs {
-            let n = s["stream"]["stream_descriptor"]["name"].as_str().unwrap_or("").to_string();
+            let n = s["stream"]["stream_descriptor"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             last.insert(n, s);
         }
         Value::Array(last.into_values().collect())
@@ -269,10 +276,19 @@ pub fn run(args: &[&str]) -> Run {
 }
 
 pub fn run_with(args: &[&str], stdin: Option<&str>) -> Run {
+    run_at(args, NOW, stdin)
+}
+
+/// Runs the connector as if the sync started at `now`.
+pub fn run_at(args: &[&str], now: &str, stdin: Option<&str>) -> Run {
     let mut cmd = Command::new(connector_bin());
     cmd.args(args)
-        .args(["--now", NOW, "--retry-base-ms", "1"])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .args(["--now", now, "--retry-base-ms", "1"])
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start connector");
@@ -307,7 +323,10 @@ pub fn assert_valid_airbyte(run: &Run) {
     let v = protocol_validator();
     for (i, line) in run.lines().iter().enumerate() {
         let errors: Vec<String> = v.iter_errors(line).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "line {i} is not a valid AirbyteMessage: {errors:?}\n{line}");
+        assert!(
+            errors.is_empty(),
+            "line {i} is not a valid AirbyteMessage: {errors:?}\n{line}"
+        );
         let payload = match line["type"].as_str().unwrap_or("") {
             "RECORD" => "record",
             "STATE" => "state",
@@ -319,9 +338,15 @@ pub fn assert_valid_airbyte(run: &Run) {
             "CONTROL" => "control",
             other => panic!("unexpected type {other}"),
         };
-        assert!(line.get(payload).is_some(), "line {i} lacks '{payload}': {line}");
+        assert!(
+            line.get(payload).is_some(),
+            "line {i} lacks '{payload}': {line}"
+        );
         if line["type"] == "RECORD" {
-            assert!(line["record"]["emitted_at"].is_i64(), "emitted_at must be integer ms");
+            assert!(
+                line["record"]["emitted_at"].is_i64(),
+                "emitted_at must be integer ms"
+            );
         }
     }
 }
@@ -330,8 +355,8 @@ fn stream_validator(stream: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("catalogs/schemas")
         .join(format!("{stream}.json"));
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("schema file")).expect("schema JSON");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
+        .expect("schema JSON");
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft7)
         .should_validate_formats(true)
@@ -346,7 +371,8 @@ pub fn assert_records_match_schemas(run: &Run) {
         let v = stream_validator(&stream);
         let schema: Value = serde_json::from_str(
             &std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("catalogs/schemas/{stream}.json")),
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("catalogs/schemas/{stream}.json")),
             )
             .unwrap(),
         )
@@ -360,7 +386,10 @@ pub fn assert_records_match_schemas(run: &Run) {
             .collect();
         for r in &records {
             let errors: Vec<String> = v.iter_errors(r).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{stream} record fails its schema: {errors:?}\n{r}");
+            assert!(
+                errors.is_empty(),
+                "{stream} record fails its schema: {errors:?}\n{r}"
+            );
             for f in &dt_fields {
                 if let Some(s) = r.get(f).and_then(|x| x.as_str()) {
                     assert!(s.ends_with('Z'), "{stream}.{f} not UTC: {s}");
@@ -378,10 +407,23 @@ pub fn assert_exactly(stream: &str, got: &[String], truth: &[String]) {
     for k in got {
         *counts.entry(k.as_str()).or_default() += 1;
     }
-    let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).map(|(k, _)| *k).take(5).collect();
+    let dups: Vec<_> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(k, _)| *k)
+        .take(5)
+        .collect();
     let truth_set: std::collections::HashSet<&str> = truth.iter().map(String::as_str).collect();
-    let missing: Vec<_> = truth.iter().filter(|k| !counts.contains_key(k.as_str())).take(5).collect();
-    let extra: Vec<_> = counts.keys().filter(|k| !truth_set.contains(*k)).take(5).collect();
+    let missing: Vec<_> = truth
+        .iter()
+        .filter(|k| !counts.contains_key(k.as_str()))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = counts
+        .keys()
+        .filter(|k| !truth_set.contains(*k))
+        .take(5)
+        .collect();
     assert!(
         dups.is_empty() && missing.is_empty() && extra.is_empty(),
         "{stream}: got {} records for {} true keys; duplicates {dups:?}, missing {missing:?}, extra {extra:?}",

@@ -147,11 +147,7 @@ fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize
 type Bounds = (Option<i64>, Option<i64>);
 
 /// Parsed `fromdate`/`todate`: tick bounds, or `None` when the query must return no rows.
-fn window(
-    req: &Request,
-    zone: Zone,
-    code: u32,
-) -> Result<Option<Bounds>, Invalid> {
+fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
     let mut bounds = [None, None];
     for (i, name) in ["fromdate", "todate"].into_iter().enumerate() {
         if let Some(v) = param(req, name) {

@@ -211,33 +211,55 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     out.push(b'}');
 }
 
-/// `/server` body, shaped like examples/server.json.
+/// `/server` body, shaped like examples/server.json (same field order).
 pub fn server(token: &str) -> Vec<u8> {
-    let v = serde_json::json!({
-        "ID": SERVER_ID,
-        "Name": "Acme Production",
-        "ApiTokens": [token],
-        "Color": "Blue",
-        "SmtpApiActivated": true,
-        "RawEmailEnabled": false,
-        "DeliveryType": "Live",
-        "ServerLink": format!("https://account.postmarkapp.com/servers/{SERVER_ID}/streams"),
-        "InboundAddress": format!("{INBOUND_HASH}@inbound.postmarkapp.com"),
-        "InboundHookUrl": "https://hooks.acme.example/postmark/inbound",
-        "BounceHookUrl": "",
-        "OpenHookUrl": "",
-        "DeliveryHookUrl": "",
-        "PostFirstOpenOnly": false,
-        "InboundDomain": "",
-        "InboundHash": INBOUND_HASH,
-        "InboundSpamThreshold": 5,
-        "TrackOpens": true,
-        "TrackLinks": "HtmlAndText",
-        "IncludeBounceContentInHook": false,
-        "ClickHookUrl": "",
-        "EnableSmtpApiErrorHooks": false
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    let mut o = Vec::with_capacity(1024);
+    let text = |o: &mut Vec<u8>, k: &str, v: &str| {
+        json::key(o, k);
+        json::string(o, v, false);
+        o.push(b',');
+    };
+    let flag = |o: &mut Vec<u8>, k: &str, v: bool| {
+        json::key(o, k);
+        json::boolean(o, v);
+        o.push(b',');
+    };
+    o.extend_from_slice(b"{\"ID\":");
+    json::uint(&mut o, SERVER_ID);
+    o.extend_from_slice(b",\"Name\":\"Acme Production\",\"ApiTokens\":[");
+    json::string(&mut o, token, false);
+    o.extend_from_slice(b"],");
+    text(&mut o, "Color", "Blue");
+    flag(&mut o, "SmtpApiActivated", true);
+    flag(&mut o, "RawEmailEnabled", false);
+    text(&mut o, "DeliveryType", "Live");
+    let link = format!("https://account.postmarkapp.com/servers/{SERVER_ID}/streams");
+    text(&mut o, "ServerLink", &link);
+    text(
+        &mut o,
+        "InboundAddress",
+        &format!("{INBOUND_HASH}@inbound.postmarkapp.com"),
+    );
+    text(
+        &mut o,
+        "InboundHookUrl",
+        "https://hooks.acme.example/postmark/inbound",
+    );
+    for k in ["BounceHookUrl", "OpenHookUrl", "DeliveryHookUrl"] {
+        text(&mut o, k, "");
+    }
+    flag(&mut o, "PostFirstOpenOnly", false);
+    text(&mut o, "InboundDomain", "");
+    text(&mut o, "InboundHash", INBOUND_HASH);
+    o.extend_from_slice(b"\"InboundSpamThreshold\":5,");
+    flag(&mut o, "TrackOpens", true);
+    text(&mut o, "TrackLinks", "HtmlAndText");
+    flag(&mut o, "IncludeBounceContentInHook", false);
+    text(&mut o, "ClickHookUrl", "");
+    json::key(&mut o, "EnableSmtpApiErrorHooks");
+    json::boolean(&mut o, false);
+    o.push(b'}');
+    o
 }
 
 #[cfg(test)]
@@ -258,6 +280,42 @@ mod tests {
         assert_eq!(b["MessageStreams"][1]["ID"], "spring-promo");
         assert!(b["MessageStreams"][1]["ArchivedAt"].is_string());
         assert!(b["MessageStreams"][0]["UpdatedAt"].is_null());
+    }
+
+    #[test]
+    fn server_matches_example_keys() {
+        let v: serde_json::Value = serde_json::from_slice(&server("tok\"en")).unwrap();
+        // Key set of examples/server.json.
+        let want = [
+            "ID",
+            "Name",
+            "ApiTokens",
+            "Color",
+            "SmtpApiActivated",
+            "RawEmailEnabled",
+            "DeliveryType",
+            "ServerLink",
+            "InboundAddress",
+            "InboundHookUrl",
+            "BounceHookUrl",
+            "OpenHookUrl",
+            "DeliveryHookUrl",
+            "PostFirstOpenOnly",
+            "InboundDomain",
+            "InboundHash",
+            "InboundSpamThreshold",
+            "TrackOpens",
+            "TrackLinks",
+            "IncludeBounceContentInHook",
+            "ClickHookUrl",
+            "EnableSmtpApiErrorHooks",
+        ];
+        let mut got: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = want.to_vec();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(v["ApiTokens"][0], "tok\"en");
     }
 
     #[test]

@@ -143,25 +143,35 @@ fn finish(mut rows: Vec<Row>) -> Inner {
     Inner { streams, next_id }
 }
 
-/// Seconds of the DST transitions the `dst` scenario clusters around.
+/// UTC seconds of the DST transitions the `dst` scenario clusters around: both of the
+/// year of `now`, plus the previous year's spring/autumn one wherever this year's is
+/// still ahead, so that a past instance of each kind always exists.
 pub fn dst_transitions(now_secs: i64) -> Vec<i64> {
     let (y, _, _) = civil_from_days(now_secs.div_euclid(DAY));
-    let mut v = vec![dst_start_utc(y), dst_end_utc(y)];
-    if dst_start_utc(y) > now_secs {
-        v.extend([dst_start_utc(y - 1), dst_end_utc(y - 1)]);
+    let mut v = Vec::new();
+    for f in [dst_start_utc, dst_end_utc] {
+        v.push(f(y));
+        if f(y) > now_secs {
+            v.push(f(y - 1));
+        }
     }
+    v.sort_unstable();
     v
 }
 
-/// Records every ~7 s from 3 h before to 3 h after each transition.
+/// Records every ~7 s from 3 h before to 3 h after each transition. Like base data they
+/// stop 10 minutes before `now`: a record from the future would never be synced.
 fn dst_rows(now_secs: i64, seed: u64, mut row: impl FnMut(i64, u64) -> Row) -> Vec<Row> {
+    let limit = (now_secs - 600) * TICKS_PER_SEC;
     let mut out = Vec::new();
     for (ti, tr) in dst_transitions(now_secs).into_iter().enumerate() {
         for k in 0..(6 * 3600 / 7 + 1) {
             let h = mix(seed ^ ((ti as u64) << 32) ^ k as u64 ^ 0xd57);
             let t =
                 (tr - 3 * 3600 + 7 * k) * TICKS_PER_SEC + (h % (3 * TICKS_PER_SEC as u64)) as i64;
-            out.push(row(t, mix(h)));
+            if t < limit {
+                out.push(row(t, mix(h)));
+            }
         }
     }
     out
@@ -377,6 +387,11 @@ mod tests {
     fn dst_transitions_cover_previous_year_when_needed() {
         let early = days_from_civil(2026, 1, 10) * DAY;
         assert_eq!(dst_transitions(early).len(), 4);
-        assert_eq!(dst_transitions(early + 200 * DAY).len(), 2);
+        let mid = days_from_civil(2026, 7, 1) * DAY;
+        assert_eq!(
+            dst_transitions(mid),
+            vec![dst_end_utc(2025), dst_start_utc(2026), dst_end_utc(2026)]
+        );
+        assert_eq!(dst_transitions(mid + 180 * DAY).len(), 2);
     }
 }
