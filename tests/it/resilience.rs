@@ -1,1 +1,98 @@
+//! Retries are bounded and classified: 429/5xx/timeouts/dropped connections are retried,
+//! 401/422 are not, and a sync survives injected faults with exactly the truth.
+
+use std::time::Instant;
+
+use serde_json::json;
+
 use crate::support::*;
+
+fn read(fake: &Fake, streams: &[&str], extra: serde_json::Value) -> Run {
+    let s = Scratch::new("resilience");
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
+    run(&["read", "--config", &cfg, "--catalog", &cat])
+}
+
+fn bounce_truth(fake: &Fake) -> Vec<String> {
+    fake.truth("bounces", Some(default_range()))
+}
+
+#[test]
+fn rate_limits_server_errors_and_dropped_connections_are_retried() {
+    let fake = Fake::start(&[]);
+    fake.fault("/bounces", 429, 2, "&retry_after=0");
+    fake.fault("/bounces", 503, 1, "");
+    fake.fault("/bounces", 502, 1, "");
+    fake.fault("/bounces", 0, 1, "");
+    let run = read(&fake, &["bounces"], json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exactly("bounces", &run.keys("bounces"), &bounce_truth(&fake));
+    let retries: Vec<String> = run.logs().into_iter().filter(|l| l.contains("retry")).collect();
+    assert_eq!(retries.len(), 5, "one WARN per retry: {retries:?}");
+    assert!(retries.iter().any(|l| l.contains("HTTP 429")));
+    assert!(retries.iter().any(|l| l.contains("connection problem")));
+    assert_eq!(fake.stats()["faults_injected"], 5);
+    assert_valid_airbyte(&run);
+}
+
+#[test]
+fn periodic_faults_on_every_path_still_give_exactly_the_truth() {
+    let fake = Fake::start(&["--fail-every", "4", "--fail-status", "500", "--drop-every", "7"]);
+    let run = read(&fake, &STREAMS, json!({"max_retries": 8}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in ["messages_outbound", "messages_inbound", "bounces"] {
+        assert_exactly(stream, &run.keys(stream), &fake.truth(stream, Some(default_range())));
+    }
+    assert_exactly("templates", &run.keys("templates"), &fake.truth("templates", None));
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let fake = Fake::start(&[]);
+    fake.fault("/templates", 429, 1, "&retry_after=1");
+    let started = Instant::now();
+    let run = read(&fake, &["templates"], json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed().as_millis() >= 1000, "waited for Retry-After");
+    assert!(run.logs().iter().any(|l| l.contains("in 1.0 s")));
+}
+
+#[test]
+fn a_server_that_keeps_failing_is_a_transient_error_after_bounded_retries() {
+    let fake = Fake::start(&[]);
+    fake.fault("/templates", 503, 50, "");
+    let run = read(&fake, &["templates"], json!({"max_retries": 2}));
+    assert_eq!(run.code, 1);
+    let err = run
+        .of_type("TRACE")
+        .into_iter()
+        .find(|t| t["trace"]["type"] == "ERROR")
+        .expect("a TRACE ERROR");
+    assert_eq!(err["trace"]["error"]["failure_type"], "transient_error");
+    assert_eq!(err["trace"]["error"]["stream_descriptor"]["name"], "templates");
+    let msg = err["trace"]["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("after 3 attempts") && msg.contains("HTTP 503"), "{msg}");
+    assert_eq!(fake.stats()["by_path"]["/templates"], 3);
+    assert!(run.of_type("TRACE").iter().any(|t| t["trace"]["stream_status"]["status"] == "INCOMPLETE"));
+}
+
+#[test]
+fn a_422_is_not_retried_and_quotes_postmark() {
+    let fake = Fake::start(&[]);
+    fake.fault("/templates", 422, 1, "");
+    let run = read(&fake, &["templates"], json!({}));
+    assert_eq!(run.code, 1);
+    assert_eq!(fake.stats()["by_path"]["/templates"], 1, "no retry");
+    assert!(run.stderr.contains("HTTP 422"), "{}", run.stderr);
+}
+
+#[test]
+fn a_slow_answer_times_out_and_is_retried() {
+    let fake = Fake::start(&[]);
+    fake.fault("/templates", 200, 1, "&delay_ms=2500");
+    let run = read(&fake, &["templates"], json!({"request_timeout_seconds": 1}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exactly("templates", &run.keys("templates"), &fake.truth("templates", None));
+    assert!(run.logs().iter().any(|l| l.contains("retry 1")));
+}

@@ -213,7 +213,10 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome {
     let want = match route.as_str() {
         "/__fake/truth" | "/__fake/stats" | "/__fake/requests" => "GET",
         "/__fake/faults" | "/__fake/arrive" | "/__fake/reset-stats" | "/__fake/shutdown" => "POST",
-        _ => return bad(out, "unknown control endpoint"),
+        _ => {
+            out.extend_from_slice(b"{\"error\":\"unknown control endpoint\"}");
+            return Outcome::Respond(Head::json(404));
+        }
     };
     if req.method != want {
         out.extend_from_slice(
