@@ -85,6 +85,11 @@ pub fn parse_page<'a>(body: &'a str, records_key: &str) -> Result<Page<'a>, Stri
     Ok(Page { total, records })
 }
 
+/// Queries ask for whole seconds and never name an ambiguous wall time, so a correct answer
+/// strays at most one second past a window; a minute means the filter was read in another
+/// time zone.
+const FAR_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// How records of one stream are rewritten.
 pub struct Shaper {
     datetime_fields: Vec<String>,
@@ -98,8 +103,8 @@ pub struct PageTally {
     pub emitted: u64,
     /// Records outside their window (expected at window edges; the neighbour emits them).
     pub outside_window: u64,
-    /// Records more than a day outside their window: a sign Postmark reads the date filter
-    /// in another time zone than US Eastern.
+    /// Records more than [`FAR_OUTSIDE`] outside their window: a sign Postmark reads the date
+    /// filter in another time zone than US Eastern.
     pub far_outside: u64,
     /// Records whose cursor was missing or unreadable (emitted, never dropped).
     pub no_cursor: u64,
@@ -138,8 +143,7 @@ impl Shaper {
                 match cursor {
                     Some(t) if t < start || t >= end => {
                         tally.outside_window += 1;
-                        let day = chrono::Duration::days(1);
-                        if t < start - day || t >= end + day {
+                        if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
                             tally.far_outside += 1;
                         }
                         continue;

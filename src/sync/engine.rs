@@ -497,9 +497,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         if tally.far_outside > 0 && !run.warned_zone {
             run.warned_zone = true;
             let msg = format!(
-                "{name}: Postmark returned {} records more than a day outside the requested window; \
-                 its date filter may not be reading US Eastern time for this account. \
-                 Such records are left to the window they belong to; check the counts in the destination",
+                "{name}: Postmark returned {} records more than a minute outside the requested window; \
+                 its date filter is not reading US Eastern time for this account, so records may be missed. \
+                 Please report this with your account's time-zone setting",
                 tally.far_outside
             );
             self.out.log(Level::Warn, &msg)?;

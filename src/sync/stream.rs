@@ -84,8 +84,9 @@ impl StreamRun {
     pub fn checkpoint(&mut self) -> Option<StreamCursor> {
         let frontier = self.progress.as_ref()?.frontier();
         let cursor = self.prev_cursor.map_or(frontier, |p| p.max(frontier));
-        let (start, _) = self.range?;
-        if cursor <= start || Some(cursor) <= self.last_state_cursor {
+        let (start, end) = self.range?;
+        // Reaching the end is the final state's job, not a checkpoint's.
+        if cursor <= start || cursor >= end || Some(cursor) <= self.last_state_cursor {
             return None;
         }
         self.last_state_cursor = Some(cursor);

@@ -41,12 +41,18 @@ fn a_bad_token_fails_the_check_with_a_server_token_hint_and_exit_0() {
 #[test]
 fn an_invalid_config_fails_the_check_naming_the_field() {
     let s = Scratch::new("check-invalid");
-    let cfg = s.write_json("config.json", &json!({"server_token": "t", "max_concurrency": "four"}));
+    let cfg = s.write_json(
+        "config.json",
+        &json!({"server_token": "t", "max_concurrency": "four"}),
+    );
     let run = check(&cfg);
     assert_eq!(run.code, 0);
     let status = &run.of_type("CONNECTION_STATUS")[0]["connectionStatus"];
     assert_eq!(status["status"], "FAILED");
-    assert!(status["message"].as_str().unwrap().contains("'max_concurrency'"));
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("'max_concurrency'"));
 }
 
 #[test]
@@ -58,7 +64,10 @@ fn airbytes_own_postmark_config_keys_work() {
         &json!({"X-Postmark-Server-Token": TOKEN, "X-Postmark-Account-Token": "acct-secret-99999", "base_url": fake.url}),
     );
     let run = check(&cfg);
-    assert_eq!(run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"], "SUCCEEDED");
+    assert_eq!(
+        run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"],
+        "SUCCEEDED"
+    );
     // The account token is never sent along a server-token call (Postmark rejects that).
     assert!(fake.requests().iter().all(|r| r["account_token"] == false));
     assert_no_secret(&run, "acct-secret-99999");

@@ -20,7 +20,11 @@ fn read(cfg: &str, catalog: &str) -> Run {
 }
 
 fn one_error_line(run: &Run) -> String {
-    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(lines.len(), 1, "one error line on stderr: {}", run.stderr);
     lines[0].to_string()
 }
@@ -28,10 +32,15 @@ fn one_error_line(run: &Run) -> String {
 #[test]
 fn a_missing_config_file_is_a_config_error_naming_the_path() {
     let s = Scratch::new("missing-config");
-    let cat = s.write_json("catalog.json", &airbyte_catalog(&["templates"], "full_refresh"));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["templates"], "full_refresh"),
+    );
     let run = read("/nonexistent/config.json", &cat);
     assert_eq!(run.code, 1);
-    assert!(one_error_line(&run).contains("config '/nonexistent/config.json': cannot read the file"));
+    assert!(
+        one_error_line(&run).contains("config '/nonexistent/config.json': cannot read the file")
+    );
     let errors = trace_errors(&run);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["failure_type"], "config_error");
@@ -46,17 +55,26 @@ fn invalid_json_in_the_config_is_reported_with_its_position() {
     assert_eq!(run.code, 1);
     assert!(run.stdout.is_empty(), "Singer mode keeps errors off stdout");
     let line = one_error_line(&run);
-    assert!(line.contains("not valid JSON") && line.contains("line 1"), "{line}");
+    assert!(
+        line.contains("not valid JSON") && line.contains("line 1"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_wrong_typed_field_names_the_field_and_the_expected_value() {
     let s = Scratch::new("wrong-type");
-    let cfg = s.write_json("config.json", &json!({"server_token": "t", "lookback_hours": "a day"}));
+    let cfg = s.write_json(
+        "config.json",
+        &json!({"server_token": "t", "lookback_hours": "a day"}),
+    );
     let run = run(&["discover", "--config", &cfg]);
     assert_eq!(run.code, 1);
     let line = one_error_line(&run);
-    assert!(line.contains("'lookback_hours' is \"a day\"; expected a whole number"), "{line}");
+    assert!(
+        line.contains("'lookback_hours' is \"a day\"; expected a whole number"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -72,7 +90,10 @@ fn a_bad_token_on_read_is_a_config_error_and_never_printed() {
     let errors = trace_errors(&run);
     assert!(!errors.is_empty());
     assert!(errors.iter().all(|e| e["failure_type"] == "config_error"));
-    assert!(errors[0]["message"].as_str().unwrap().contains("Server API token"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Server API token"));
     assert!(one_error_line(&run).contains("Server API token"));
     assert_no_secret(&run, secret);
     assert!(run.of_type("RECORD").is_empty());
@@ -103,8 +124,13 @@ fn an_unknown_configured_stream_is_incomplete_but_not_fatal() {
     let cat = s.write_json("catalog.json", &cat);
     let run = read(&cfg, &cat);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.of_type("TRACE").iter().any(|t| t["trace"]["stream_status"]["stream_descriptor"]["name"] == "opens"
-        && t["trace"]["stream_status"]["status"] == "INCOMPLETE"));
+    assert!(run
+        .of_type("TRACE")
+        .iter()
+        .any(
+            |t| t["trace"]["stream_status"]["stream_descriptor"]["name"] == "opens"
+                && t["trace"]["stream_status"]["status"] == "INCOMPLETE"
+        ));
     assert!(!run.keys("templates").is_empty());
 }
 
@@ -112,13 +138,30 @@ fn an_unknown_configured_stream_is_incomplete_but_not_fatal() {
 fn malformed_state_is_rejected_naming_the_stream_and_field() {
     let s = Scratch::new("bad-state");
     let cfg = s.write_json("config.json", &json!({"server_token": "t"}));
-    let cat = s.write_json("catalog.json", &airbyte_catalog(&["bounces"], "incremental"));
-    let state = s.write_json("state.json", &json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"},
-        "stream_state": {"synced_until": "soon"}}}]));
-    let run = run(&["read", "--config", &cfg, "--catalog", &cat, "--state", &state]);
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["bounces"], "incremental"),
+    );
+    let state = s.write_json(
+        "state.json",
+        &json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"},
+        "stream_state": {"synced_until": "soon"}}}]),
+    );
+    let run = run(&[
+        "read",
+        "--config",
+        &cfg,
+        "--catalog",
+        &cat,
+        "--state",
+        &state,
+    ]);
     assert_eq!(run.code, 1);
     let line = one_error_line(&run);
-    assert!(line.contains("stream 'bounces'") && line.contains("'synced_until'"), "{line}");
+    assert!(
+        line.contains("stream 'bounces'") && line.contains("'synced_until'"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -132,7 +175,12 @@ fn a_closed_stdout_ends_the_read_quietly() {
         connector_bin(),
         s.dir.display()
     );
-    let out = Command::new("bash").arg("-c").arg(script).stderr(Stdio::inherit()).output().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
     let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(code, "0", "exit status of the connector");
     let stderr = std::fs::read_to_string(s.dir.join("stderr")).unwrap();

@@ -53,28 +53,45 @@ fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
         }
     }
     for stream in STREAMS {
-        assert_eq!(statuses[stream], vec!["STARTED", "RUNNING", "COMPLETE"], "{stream}");
+        assert_eq!(
+            statuses[stream],
+            vec!["STARTED", "RUNNING", "COMPLETE"],
+            "{stream}"
+        );
     }
     // recordCount adds up to the records emitted, per stream.
     let mut counted: BTreeMap<String, f64> = BTreeMap::new();
     for st in run.of_type("STATE") {
-        let name = st["state"]["stream"]["stream_descriptor"]["name"].as_str().unwrap().to_string();
-        *counted.entry(name).or_default() += st["state"]["sourceStats"]["recordCount"].as_f64().unwrap();
+        let name = st["state"]["stream"]["stream_descriptor"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *counted.entry(name).or_default() +=
+            st["state"]["sourceStats"]["recordCount"].as_f64().unwrap();
     }
     for (stream, records) in run.records() {
         assert_eq!(counted[&stream] as usize, records.len(), "{stream}");
     }
     let states = run.last_airbyte_states();
     for stream in ["messages_outbound", "messages_inbound", "bounces"] {
-        assert_eq!(states[stream], json!({"synced_until": "2026-11-20T11:55:00Z"}), "{stream}");
+        assert_eq!(
+            states[stream],
+            json!({"synced_until": "2026-11-20T11:55:00Z"}),
+            "{stream}"
+        );
     }
     assert_eq!(states["templates"], json!({}));
     // No STATE runs ahead of records: the last line of each stream's output is its state.
     let lines = run.lines();
     for stream in STREAMS {
         let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
-        let last_state = lines.iter().rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
-        assert!(last_state > last_record, "{stream}: a STATE follows the last record");
+        let last_state = lines
+            .iter()
+            .rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
+        assert!(
+            last_state > last_record,
+            "{stream}: a STATE follows the last record"
+        );
     }
 }
 
@@ -86,7 +103,10 @@ fn outbound_and_bounces_are_read_once_per_message_stream_archived_included() {
     let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in fake.requests() {
         let path = r["path"].as_str().unwrap().to_string();
-        let ms = r["query"]["messagestream"].as_str().unwrap_or("<none>").to_string();
+        let ms = r["query"]["messagestream"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_string();
         by_path.entry(path).or_default().insert(ms);
         if let (Some(c), Some(o)) = (r["query"]["count"].as_str(), r["query"]["offset"].as_str()) {
             let (c, o): (u32, u32) = (c.parse().unwrap(), o.parse().unwrap());
@@ -94,8 +114,20 @@ fn outbound_and_bounces_are_read_once_per_message_stream_archived_included() {
         }
     }
     let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(by_path["/messages/outbound"], set(&["outbound", "broadcast", "legacy-tx", "spring-promo"]));
-    assert_eq!(by_path["/bounces"], set(&["outbound", "broadcast", "legacy-tx", "spring-promo", "inbound"]));
+    assert_eq!(
+        by_path["/messages/outbound"],
+        set(&["outbound", "broadcast", "legacy-tx", "spring-promo"])
+    );
+    assert_eq!(
+        by_path["/bounces"],
+        set(&[
+            "outbound",
+            "broadcast",
+            "legacy-tx",
+            "spring-promo",
+            "inbound"
+        ])
+    );
     assert_eq!(by_path["/messages/inbound"], set(&["<none>"]));
 }
 
@@ -110,8 +142,12 @@ fn date_filters_are_eastern_wall_time_without_offset() {
         .filter(|r| r["path"] == "/messages/outbound")
         .collect();
     // The range [2026-10-06T12:00:00Z, 2026-11-20T11:55:00Z) is EDT at the start, EST at the end.
-    assert!(outbound.iter().any(|r| r["query"]["fromdate"] == "2026-10-06T08:00:00"));
-    assert!(outbound.iter().any(|r| r["query"]["todate"] == "2026-11-20T06:55:00"));
+    assert!(outbound
+        .iter()
+        .any(|r| r["query"]["fromdate"] == "2026-10-06T08:00:00"));
+    assert!(outbound
+        .iter()
+        .any(|r| r["query"]["todate"] == "2026-11-20T06:55:00"));
     for r in &outbound {
         for k in ["fromdate", "todate"] {
             let v = r["query"][k].as_str().unwrap();
@@ -125,10 +161,23 @@ fn every_field_postmark_returns_arrives_unknown_ones_too() {
     let fake = Fake::start(&[]);
     let run = read_all(&fake, json!({}));
     let records = run.records();
-    let with_future = records["messages_outbound"].iter().filter(|r| r.get("FutureField").is_some()).count();
-    assert!(with_future > 0, "the fake's unknown field reaches the record");
+    let with_future = records["messages_outbound"]
+        .iter()
+        .filter(|r| r.get("FutureField").is_some())
+        .count();
+    assert!(
+        with_future > 0,
+        "the fake's unknown field reaches the record"
+    );
     let sample = &records["messages_outbound"][0];
-    for f in ["MessageID", "To", "Recipients", "ReceivedAt", "Status", "Metadata"] {
+    for f in [
+        "MessageID",
+        "To",
+        "Recipients",
+        "ReceivedAt",
+        "Status",
+        "Metadata",
+    ] {
         assert!(sample.get(f).is_some(), "{f} present");
     }
 }
@@ -142,6 +191,9 @@ fn a_read_with_more_workers_returns_the_same_truth_and_respects_the_bound() {
         assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
     }
     let peak = fake.stats()["max_in_flight"].as_u64().unwrap();
-    assert!(peak <= 3, "at most max_concurrency requests in flight, saw {peak}");
+    assert!(
+        peak <= 3,
+        "at most max_concurrency requests in flight, saw {peak}"
+    );
     assert!(peak >= 2, "requests do overlap, saw {peak}");
 }

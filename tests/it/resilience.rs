@@ -28,7 +28,11 @@ fn rate_limits_server_errors_and_dropped_connections_are_retried() {
     let run = read(&fake, &["bounces"], json!({}));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_exactly("bounces", &run.keys("bounces"), &bounce_truth(&fake));
-    let retries: Vec<String> = run.logs().into_iter().filter(|l| l.contains("retry")).collect();
+    let retries: Vec<String> = run
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("retry"))
+        .collect();
     assert_eq!(retries.len(), 5, "one WARN per retry: {retries:?}");
     assert!(retries.iter().any(|l| l.contains("HTTP 429")));
     assert!(retries.iter().any(|l| l.contains("connection problem")));
@@ -38,13 +42,28 @@ fn rate_limits_server_errors_and_dropped_connections_are_retried() {
 
 #[test]
 fn periodic_faults_on_every_path_still_give_exactly_the_truth() {
-    let fake = Fake::start(&["--fail-every", "4", "--fail-status", "500", "--drop-every", "7"]);
+    let fake = Fake::start(&[
+        "--fail-every",
+        "4",
+        "--fail-status",
+        "500",
+        "--drop-every",
+        "7",
+    ]);
     let run = read(&fake, &STREAMS, json!({"max_retries": 8}));
     assert_eq!(run.code, 0, "{}", run.stderr);
     for stream in ["messages_outbound", "messages_inbound", "bounces"] {
-        assert_exactly(stream, &run.keys(stream), &fake.truth(stream, Some(default_range())));
+        assert_exactly(
+            stream,
+            &run.keys(stream),
+            &fake.truth(stream, Some(default_range())),
+        );
     }
-    assert_exactly("templates", &run.keys("templates"), &fake.truth("templates", None));
+    assert_exactly(
+        "templates",
+        &run.keys("templates"),
+        &fake.truth("templates", None),
+    );
 }
 
 #[test]
@@ -54,7 +73,10 @@ fn retry_after_is_honoured() {
     let started = Instant::now();
     let run = read(&fake, &["templates"], json!({}));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(started.elapsed().as_millis() >= 1000, "waited for Retry-After");
+    assert!(
+        started.elapsed().as_millis() >= 1000,
+        "waited for Retry-After"
+    );
     assert!(run.logs().iter().any(|l| l.contains("in 1.0 s")));
 }
 
@@ -70,11 +92,20 @@ fn a_server_that_keeps_failing_is_a_transient_error_after_bounded_retries() {
         .find(|t| t["trace"]["type"] == "ERROR")
         .expect("a TRACE ERROR");
     assert_eq!(err["trace"]["error"]["failure_type"], "transient_error");
-    assert_eq!(err["trace"]["error"]["stream_descriptor"]["name"], "templates");
+    assert_eq!(
+        err["trace"]["error"]["stream_descriptor"]["name"],
+        "templates"
+    );
     let msg = err["trace"]["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("after 3 attempts") && msg.contains("HTTP 503"), "{msg}");
+    assert!(
+        msg.contains("after 3 attempts") && msg.contains("HTTP 503"),
+        "{msg}"
+    );
     assert_eq!(fake.stats()["by_path"]["/templates"], 3);
-    assert!(run.of_type("TRACE").iter().any(|t| t["trace"]["stream_status"]["status"] == "INCOMPLETE"));
+    assert!(run
+        .of_type("TRACE")
+        .iter()
+        .any(|t| t["trace"]["stream_status"]["status"] == "INCOMPLETE"));
 }
 
 #[test]
@@ -93,6 +124,10 @@ fn a_slow_answer_times_out_and_is_retried() {
     fake.fault("/templates", 200, 1, "&delay_ms=2500");
     let run = read(&fake, &["templates"], json!({"request_timeout_seconds": 1}));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_exactly("templates", &run.keys("templates"), &fake.truth("templates", None));
+    assert_exactly(
+        "templates",
+        &run.keys("templates"),
+        &fake.truth("templates", None),
+    );
     assert!(run.logs().iter().any(|l| l.contains("retry 1")));
 }

@@ -170,30 +170,35 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    pub parsed: OnceLock<Vec<Value>>,
 }
 
 impl Run {
-    pub fn lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-            })
-            .collect()
+    pub fn new(code: i32, stdout: String, stderr: String) -> Run {
+        Run { code, stdout, stderr, parsed: OnceLock::new() }
+    }
+
+    /// Every stdout line as JSON (parsed once).
+    pub fn lines(&self) -> &[Value] {
+        self.parsed.get_or_init(|| {
+            self.stdout
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+                })
+                .collect()
+        })
     }
 
     pub fn of_type(&self, t: &str) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|m| m["type"] == t)
-            .collect()
+        self.lines().iter().filter(|m| m["type"] == t).cloned().collect()
     }
 
     /// RECORD data per stream (both protocols).
     pub fn records(&self) -> BTreeMap<String, Vec<Value>> {
         let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for m in self.of_type("RECORD") {
+        for m in self.lines().iter().filter(|m| m["type"] == "RECORD") {
             let (stream, data) = if m.get("record").and_then(|r| r.get("data")).is_some() {
                 (m["record"]["stream"].clone(), m["record"]["data"].clone())
             } else {
@@ -208,10 +213,18 @@ impl Run {
 
     pub fn keys(&self, stream: &str) -> Vec<String> {
         let key = key_of(stream);
-        self.records()
-            .get(stream)
-            .map(|rs| rs.iter().map(|r| key_string(&r[key])).collect())
-            .unwrap_or_default()
+        self.lines()
+            .iter()
+            .filter(|m| m["type"] == "RECORD")
+            .filter_map(|m| {
+                let (s, data) = if m["record"].get("data").is_some() {
+                    (&m["record"]["stream"], &m["record"]["data"])
+                } else {
+                    (&m["stream"], &m["record"])
+                };
+                (s == stream).then(|| key_string(&data[key]))
+            })
+            .collect()
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -296,11 +309,11 @@ pub fn run_at(args: &[&str], now: &str, stdin: Option<&str>) -> Run {
         w.write_all(input.as_bytes()).expect("stdin");
     }
     let out = child.wait_with_output().expect("connector output");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::new(
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn protocol_validator() -> &'static jsonschema::Validator {

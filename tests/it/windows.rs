@@ -1,1 +1,398 @@
+//! Every retained record, incrementally: windows past the 10,000 cap, filter splits for
+//! crowded seconds, DST, incremental cursors with lookback, and resumable checkpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
 use crate::support::*;
+
+const TIME_STREAMS: [&str; 3] = ["messages_outbound", "messages_inbound", "bounces"];
+
+fn read_at(
+    fake: &Fake,
+    s: &Scratch,
+    streams: &[&str],
+    extra: Value,
+    state: Option<&Value>,
+    now: &str,
+) -> Run {
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
+    let mut args = vec!["read", "--config", &cfg, "--catalog", &cat];
+    let state_path;
+    if let Some(st) = state {
+        state_path = s.write_json("state.json", st);
+        args.extend(["--state", &state_path]);
+    }
+    run_at(&args, now, None)
+}
+
+fn requests_to(fake: &Fake, path: &str) -> usize {
+    fake.requests().iter().filter(|r| r["path"] == path).count()
+}
+
+#[test]
+fn a_big_account_is_read_exactly_past_the_cap_across_dst_and_crowded_seconds() {
+    let fake = Fake::start(&[
+        "--outbound",
+        "100000",
+        "--inbound",
+        "12000",
+        "--bounces",
+        "3000",
+        "--scenario",
+        "big-day",
+        "--scenario",
+        "hot-second",
+        "--scenario",
+        "status-second",
+        "--scenario",
+        "dst",
+    ]);
+    let s = Scratch::new("big");
+    let start = "2026-03-01T00:00:00Z";
+    let run = read_at(
+        &fake,
+        &s,
+        &TIME_STREAMS,
+        json!({"start_date": start}),
+        None,
+        NOW,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let range = (start, "2026-11-20T11:55:00Z");
+    for stream in TIME_STREAMS {
+        let truth = fake.truth(stream, Some(range));
+        assert_exactly(stream, &run.keys(stream), &truth);
+    }
+    let outbound_truth = fake.truth("messages_outbound", Some(range)).len();
+    assert!(
+        outbound_truth > 100_000 + 15_000 + 12_000,
+        "the dataset is as big as claimed"
+    );
+    assert_eq!(fake.stats()["cap_violations"], 0);
+    assert!(
+        !run.logs().iter().any(|l| l.contains("unreachable")),
+        "nothing unreachable"
+    );
+    // Both occurrences of the repeated autumn hour are there, exactly once each.
+    let autumn = fake.truth(
+        "messages_outbound",
+        Some(("2026-11-01T05:00:00Z", "2026-11-01T07:00:00Z")),
+    );
+    assert!(autumn.len() > 100);
+    let spring = fake.truth(
+        "messages_outbound",
+        Some(("2026-03-08T04:00:00Z", "2026-03-08T10:00:00Z")),
+    );
+    assert!(spring.len() > 100);
+    let got: HashSet<String> = run.keys("messages_outbound").into_iter().collect();
+    assert!(autumn.iter().chain(spring.iter()).all(|k| got.contains(k)));
+    // Request economy: report the ratio to ceil(rows / 500).
+    let requests = requests_to(&fake, "/messages/outbound");
+    let minimum = outbound_truth.div_ceil(500);
+    let ratio = requests as f64 / minimum as f64;
+    eprintln!("messages_outbound: {outbound_truth} rows, {requests} requests, minimum {minimum}, ratio {ratio:.3}");
+    assert!(ratio < 1.35, "request ratio {ratio:.3}");
+    assert_valid_airbyte(&run);
+}
+
+#[test]
+fn capped_total_counts_still_split_down_to_every_row() {
+    let fake = Fake::start(&[
+        "--outbound",
+        "40000",
+        "--scenario",
+        "hot-second",
+        "--cap-total-count",
+    ]);
+    let s = Scratch::new("capped");
+    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
+    );
+}
+
+#[test]
+fn an_unsplittable_second_is_a_loud_warning_or_a_failure_by_choice() {
+    let fake = Fake::start(&["--outbound", "500", "--scenario", "unreachable-second"]);
+    let s = Scratch::new("unreachable");
+    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warning = run
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("unreachable"))
+        .expect("a warning");
+    assert!(
+        warning.contains("200 rows are unreachable") && warning.contains("messages_outbound"),
+        "{warning}"
+    );
+    assert!(run
+        .of_type("TRACE")
+        .iter()
+        .any(|t| t["trace"]["type"] == "ANALYTICS"));
+    let truth = fake.truth("messages_outbound", Some(default_range()));
+    let got = run.keys("messages_outbound");
+    assert_eq!(
+        got.len(),
+        truth.len() - 200,
+        "everything reachable is synced"
+    );
+    assert_eq!(
+        got.iter().collect::<HashSet<_>>().len(),
+        got.len(),
+        "no duplicates"
+    );
+
+    let s = Scratch::new("unreachable-fail");
+    let run = read_at(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        json!({"fail_on_unreachable_rows": true}),
+        None,
+        NOW,
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("200 rows of 'messages_outbound' cannot be reached"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_incremental_sync_returns_new_records_plus_the_lookback_and_nothing_older() {
+    let fake = Fake::start(&["--outbound", "5000"]);
+    let s = Scratch::new("incremental");
+    let first = read_at(&fake, &s, &TIME_STREAMS, json!({}), None, NOW);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    fake.arrive("messages_outbound", 300, "2026-11-20T12:30:00Z");
+    fake.arrive("bounces", 40, "2026-11-20T12:40:00Z");
+    let later = "2026-11-20T14:00:00Z";
+    let second = read_at(
+        &fake,
+        &s,
+        &TIME_STREAMS,
+        json!({}),
+        Some(&first.airbyte_state_file()),
+        later,
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    // Lookback 24 h before the first sync's cursor (11:55), up to 5 minutes before now.
+    let range = ("2026-11-19T11:55:00Z", "2026-11-20T13:55:00Z");
+    for stream in TIME_STREAMS {
+        assert_exactly(
+            stream,
+            &second.keys(stream),
+            &fake.truth(stream, Some(range)),
+        );
+    }
+    let new = fake.truth(
+        "messages_outbound",
+        Some(("2026-11-20T12:00:00Z", "2026-11-20T13:00:00Z")),
+    );
+    assert_eq!(new.len(), 300);
+    assert_eq!(
+        second.last_airbyte_states()["messages_outbound"],
+        json!({"synced_until": "2026-11-20T13:55:00Z"})
+    );
+}
+
+#[test]
+fn every_accepted_state_form_starts_at_the_same_place() {
+    let fake = Fake::start(&[]);
+    let cursor = json!({"synced_until": "2026-11-10T00:00:00Z"});
+    let forms = [
+        json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"}, "stream_state": cursor}}]),
+        json!({"bounces": {"BouncedAt": "2026-11-10T00:00:00Z"}}),
+        json!({"bookmarks": {"bounces": cursor}}),
+    ];
+    for form in forms {
+        fake.reset_stats();
+        let s = Scratch::new("state-forms");
+        let run = read_at(
+            &fake,
+            &s,
+            &["bounces"],
+            json!({"lookback_hours": 0}),
+            Some(&form),
+            NOW,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_exactly(
+            "bounces",
+            &run.keys("bounces"),
+            &fake.truth(
+                "bounces",
+                Some(("2026-11-10T00:00:00Z", "2026-11-20T11:55:00Z")),
+            ),
+        );
+        // 2026-11-10T00:00:00Z is 2026-11-09T19:00:00 Eastern (EST).
+        assert!(fake
+            .requests()
+            .iter()
+            .any(|r| r["query"]["fromdate"] == "2026-11-09T19:00:00"));
+    }
+}
+
+#[test]
+fn a_far_future_state_reads_nothing_and_keeps_its_state() {
+    let fake = Fake::start(&[]);
+    let s = Scratch::new("future-state");
+    let st = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"}, "stream_state": {"synced_until": "2099-01-01T00:00:00Z"}}}]);
+    let run = read_at(&fake, &s, &["bounces"], json!({}), Some(&st), NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.of_type("RECORD").is_empty());
+    assert_eq!(
+        run.last_airbyte_states()["bounces"],
+        json!({"synced_until": "2099-01-01T00:00:00Z"})
+    );
+}
+
+#[test]
+fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
+    let fake = Fake::start(&[
+        "--outbound",
+        "15000",
+        "--arrivals-per-request",
+        "25",
+        "--latency-ms",
+        "2",
+    ]);
+    let s = Scratch::new("arrivals");
+    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
+    );
+    assert!(
+        fake.truth("messages_outbound", None).len() > 15_000,
+        "records did arrive meanwhile"
+    );
+}
+
+#[test]
+fn a_killed_sync_resumes_from_its_last_state_without_loss() {
+    let fake = Fake::start(&["--outbound", "30000", "--latency-ms", "15"]);
+    let s = Scratch::new("resume");
+    let cfg = s.config(&fake, json!({"max_concurrency": 2}));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    );
+    let mut child = Command::new(connector_bin())
+        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_lines = Vec::new();
+    let mut checkpoints = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "STATE" {
+            checkpoints += 1;
+        }
+        first_lines.push(line);
+        if checkpoints == 2 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let first = Run::new(0, first_lines.join("\n") + "\n", String::new());
+    let state = first.airbyte_state_file();
+    let until = state[0]["stream"]["stream_state"]["synced_until"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(state[0]["stream"]["stream_state"]["in_progress"], true);
+
+    let second = read_at(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        json!({"max_concurrency": 2}),
+        Some(&state),
+        NOW,
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let truth = fake.truth("messages_outbound", Some(default_range()));
+    let mut union: Vec<String> = first.keys("messages_outbound");
+    union.extend(second.keys("messages_outbound"));
+    let union_set: HashSet<&String> = union.iter().collect();
+    assert!(truth.iter().all(|k| union_set.contains(k)), "nothing lost");
+    assert_eq!(union_set.len(), truth.len(), "nothing extra");
+    // Repeats come only from windows in flight, after the checkpoint: the resumed run
+    // re-reads nothing before it (no lookback on a resumed checkpoint).
+    let received: HashMap<String, String> = second.records()["messages_outbound"]
+        .iter()
+        .map(|r| {
+            (
+                r["MessageID"].as_str().unwrap().to_string(),
+                r["ReceivedAt"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let first_keys: HashSet<String> = first.keys("messages_outbound").into_iter().collect();
+    for (k, at) in &received {
+        if first_keys.contains(k) {
+            assert!(
+                at.as_str() >= until.as_str(),
+                "repeat {k} at {at} is before the checkpoint {until}"
+            );
+        }
+    }
+    assert!(received.values().all(|at| at.as_str() >= until.as_str()));
+}
+
+#[test]
+fn a_wrong_account_time_zone_is_reported_loudly() {
+    let fake = Fake::start(&["--zone", "utc", "--outbound", "3000"]);
+    let s = Scratch::new("zone");
+    let run = read_at(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        json!({"start_date": "2026-10-20T00:00:00Z"}),
+        None,
+        NOW,
+    );
+    assert!(
+        run.logs().iter().any(|l| l.contains("US Eastern")),
+        "{:?}",
+        run.logs()
+    );
+}
+
+#[test]
+fn singer_mode_reads_past_the_cap_too() {
+    let fake = Fake::start(&["--outbound", "25000", "--scenario", "hot-second"]);
+    let s = Scratch::new("singer-windows");
+    let cfg = s.config(&fake, json!({}));
+    let run = run(&["--config", &cfg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
+    );
+    let in_progress = run
+        .of_type("STATE")
+        .iter()
+        .filter(|m| m["value"]["bookmarks"]["messages_outbound"]["in_progress"] == true)
+        .count();
+    assert!(in_progress > 0, "checkpoints during the stream");
+}

@@ -4,11 +4,12 @@
 //! most 10,000, Eastern wall-time date filters inclusive at second granularity, newest
 //! first, `messagestream` defaulting to `outbound`. Errors are 4xx JSON, never panics.
 
+use crate::bounces::{self as bounce_records, BOUNCE_TYPES};
 use crate::catalog::{self, stream_index, S_INBOUND, S_OUTBOUND};
 use crate::eastern::{parse_filter, DateFilter, Zone};
 use crate::http::{Head, Request};
 use crate::json;
-use crate::records::{self, BOUNCE_TYPES, INBOUND_STATUS, OUTBOUND_STATUS};
+use crate::records::{self, INBOUND_STATUS, OUTBOUND_STATUS};
 use crate::store::{Dataset, Query, Rec};
 use crate::App;
 
@@ -282,7 +283,7 @@ fn bounces(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         code: CODE_BOUNCES,
         items_key: "Bounces",
     };
-    search(app, req, out, s, records::bounce)
+    search(app, req, out, s, bounce_records::bounce)
 }
 
 fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {

@@ -3,9 +3,10 @@
 //! These have no time index. Streams and templates are derived from `--now` and
 //! `--templates` alone so that identical flags give identical bodies.
 
-use crate::eastern::{push_eastern_secs, DAY};
+use crate::eastern::DAY;
 use crate::gen::mix;
 use crate::json;
+use crate::timefmt::push_eastern_secs;
 
 pub const NSTREAMS: usize = 5;
 pub const S_OUTBOUND: usize = 0;

@@ -4,16 +4,19 @@
 //! Control requests are not API requests: they are not counted, logged, delayed or faulted.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{json, Map, Value};
 
-use crate::catalog::{template_id, NSTREAMS, STREAMS, S_INBOUND, S_OUTBOUND};
+use crate::bounces::{bounce_id, pick_bounce_type};
+use crate::catalog::{template_id, STREAMS, S_INBOUND, S_OUTBOUND};
 use crate::eastern::parse_rfc3339_ticks;
 use crate::gen::{mix, pick_inbound_status, pick_status};
 use crate::http::{Head, Request, TEXT};
-use crate::records::{bounce_id, message_id_raw, pick_bounce_type};
+use crate::records::message_id_raw;
+use crate::store::Rec;
 use crate::{json as j, App};
 
 const MAX_LOG: usize = 200_000;
@@ -170,20 +173,29 @@ pub fn fault_reply(f: &Fault, out: &mut Vec<u8>) -> Head {
     head
 }
 
+/// Writes a streamed body; runs on the connection thread after the head was sent.
+pub type BodyWriter<'a> = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + 'a>;
+
 /// What the connection loop should do after a request.
-pub enum Outcome {
+pub enum Outcome<'a> {
+    /// Send the head with the body buffer.
     Respond(Head),
+    /// Send the head, then let the writer produce exactly `len` body bytes. Used for
+    /// truth listings (~39 MB for 1M rows) so they never sit in memory whole.
+    Stream(Head, u64, BodyWriter<'a>),
+    /// Close the connection without an answer.
     Drop,
+    /// Answer, then exit the process.
     Exit(Head),
 }
 
-fn bad(out: &mut Vec<u8>, msg: &str) -> Outcome {
+fn bad(out: &mut Vec<u8>, msg: &str) -> Outcome<'static> {
     out.clear();
     out.extend_from_slice(json!({ "error": msg }).to_string().as_bytes());
     Outcome::Respond(Head::json(400))
 }
 
-fn reply(out: &mut Vec<u8>, v: Value) -> Outcome {
+fn reply(out: &mut Vec<u8>, v: Value) -> Outcome<'static> {
     out.extend_from_slice(v.to_string().as_bytes());
     Outcome::Respond(Head::json(200))
 }
@@ -208,7 +220,7 @@ fn time(req: &Request, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
-pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome {
+pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a> {
     let route = req.route();
     let want = match route.as_str() {
         "/__fake/truth" | "/__fake/stats" | "/__fake/requests" => "GET",
@@ -251,7 +263,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome {
 }
 
 /// Primary keys of every record with time in `[from, to)`, across all streams.
-fn truth(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome, String> {
+fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'a>, String> {
     let stream = req.param("stream").unwrap_or_default();
     let from = time(req, "from")?;
     let to = time(req, "to")?;
@@ -276,23 +288,49 @@ fn truth(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome, String>
         _ => return Err(format!("unknown stream '{stream}'")),
     };
     let g = data.read();
-    for s in 0..NSTREAMS {
-        let v = &g.streams[s];
-        let lo = from.map_or(0, |f| v.partition_point(|r| r.t < f));
-        let hi = to.map_or(v.len(), |t| v.partition_point(|r| r.t < t));
-        out.reserve(hi.saturating_sub(lo) * 37);
-        for r in v.get(lo..hi).unwrap_or_default() {
-            match kind {
-                2 => j::uint(out, bounce_id(r)),
-                k => message_id_raw(out, r.id, k == 1),
+    let ranges: Vec<(usize, usize)> = g
+        .streams
+        .iter()
+        .map(|v| {
+            let lo = from.map_or(0, |f| v.partition_point(|r| r.t < f));
+            let hi = to.map_or(v.len(), |t| v.partition_point(|r| r.t < t));
+            (lo, hi.max(lo))
+        })
+        .collect();
+    // MessageIDs are 36 characters; bounce IDs vary in digits, so measure them.
+    let key_len = |r: &Rec| match kind {
+        2 => u64::from(bounce_id(r).checked_ilog10().unwrap_or(0)) + 2,
+        _ => 37,
+    };
+    let len: u64 = ranges
+        .iter()
+        .enumerate()
+        .map(|(s, &(lo, hi))| match kind {
+            2 => g.streams[s][lo..hi].iter().map(key_len).sum(),
+            _ => (hi - lo) as u64 * 37,
+        })
+        .sum();
+    let writer = move |w: &mut dyn Write| -> io::Result<()> {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        for (s, &(lo, hi)) in ranges.iter().enumerate() {
+            for r in &g.streams[s][lo..hi] {
+                match kind {
+                    2 => j::uint(&mut buf, bounce_id(r)),
+                    k => message_id_raw(&mut buf, r.id, k == 1),
+                }
+                buf.push(b'\n');
+                if buf.len() >= 60 * 1024 {
+                    w.write_all(&buf)?;
+                    buf.clear();
+                }
             }
-            out.push(b'\n');
         }
-    }
-    Ok(Outcome::Respond(Head::new(200, TEXT)))
+        w.write_all(&buf)
+    };
+    Ok(Outcome::Stream(Head::new(200, TEXT), len, Box::new(writer)))
 }
 
-fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome, String> {
+fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {
     let path = req
         .param("path")
         .filter(|p| p.starts_with('/'))
@@ -319,7 +357,7 @@ fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome, String
     ))
 }
 
-fn arrive(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome, String> {
+fn arrive(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {
     let stream = req.param("stream").unwrap_or_default();
     let count: usize = num(req, "count")?.unwrap_or(1);
     if count > MAX_ARRIVE {

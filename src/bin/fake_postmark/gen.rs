@@ -5,13 +5,13 @@
 //! (time, stream, kind), sorted, and then numbered, so ids grow with time like real ids
 //! and ties in time are broken by id.
 
+use crate::bounces::{pick_bounce_type, INBOUND_ERROR};
 use crate::catalog::{
     archived_at, NSTREAMS, S_BROADCAST, S_INBOUND, S_LEGACY, S_OUTBOUND, S_PROMO,
 };
 use crate::eastern::{
     civil_from_days, dst_end_utc, dst_start_utc, eastern_offset, DAY, TICKS_PER_SEC,
 };
-use crate::records::{pick_bounce_type, INBOUND_ERROR};
 use crate::store::{Inner, Rec};
 
 /// SplitMix64 finalizer: cheap, well mixed and bijective.
@@ -381,6 +381,16 @@ mod tests {
             .filter(|r| r.t / TICKS_PER_SEC == sec6 && r.kind == 1)
             .count();
         assert!((500..520).contains(&queued));
+    }
+
+    #[test]
+    fn dst_cluster_covers_both_occurrences_of_the_repeated_hour() {
+        let inner = outbound(&cfg(vec![Scenario::Dst]));
+        let at = |h: i64| (days_from_civil(2026, 11, 1) * DAY + h * 3600) * TICKS_PER_SEC;
+        let v = &inner.streams[S_OUTBOUND];
+        let n = |a: i64, b: i64| v.iter().filter(|r| r.t >= at(a) && r.t < at(b)).count();
+        // 05:00-06:00 UTC is 01:xx EDT, 06:00-07:00 UTC is 01:xx EST.
+        assert!(n(5, 6) > 500 && n(6, 7) > 500, "{} {}", n(5, 6), n(6, 7));
     }
 
     #[test]

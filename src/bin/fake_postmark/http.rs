@@ -271,18 +271,14 @@ impl Head {
     }
 }
 
-pub fn write_response(
-    w: &mut impl Write,
-    head: &Head,
-    body: &[u8],
-    keep_alive: bool,
-) -> io::Result<()> {
+/// Writes status line and headers for a body of `len` bytes.
+pub fn write_head(w: &mut impl Write, head: &Head, len: u64, keep_alive: bool) -> io::Result<()> {
     let mut h = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         head.status,
         reason(head.status),
         head.ctype,
-        body.len(),
+        len,
         if keep_alive { "keep-alive" } else { "close" }
     );
     for (k, v) in &head.extra {
@@ -292,7 +288,16 @@ pub fn write_response(
         h.push_str("\r\n");
     }
     h.push_str("\r\n");
-    w.write_all(h.as_bytes())?;
+    w.write_all(h.as_bytes())
+}
+
+pub fn write_response(
+    w: &mut impl Write,
+    head: &Head,
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<()> {
+    write_head(w, head, body.len() as u64, keep_alive)?;
     w.write_all(body)?;
     w.flush()
 }

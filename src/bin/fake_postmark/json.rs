@@ -8,26 +8,40 @@
 /// escapes (surrogate pairs above the BMP) so clients see both legal spellings.
 pub fn string(out: &mut Vec<u8>, s: &str, ascii: bool) {
     out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => push_u_escape(out, c as u16),
-            c if ascii && !c.is_ascii() => {
+    let b = s.as_bytes();
+    // Copy runs of bytes that need no escaping in one go; this runs ~10 times per record.
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c >= 0x20 && c != b'"' && c != b'\\' && (c < 0x80 || !ascii) {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c if c < 0x20 => push_u_escape(out, u16::from(c)),
+            _ => {
+                // Non-ASCII in ascii mode: escape the whole character as UTF-16 units.
+                let ch = s.get(i..).and_then(|t| t.chars().next()).unwrap_or('\u{fffd}');
                 let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
+                for u in ch.encode_utf16(&mut units) {
                     push_u_escape(out, *u);
                 }
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                i += ch.len_utf8();
+                start = i;
+                continue;
             }
         }
+        i += 1;
+        start = i;
     }
+    out.extend_from_slice(&b[start..]);
     out.push(b'"');
 }
 

@@ -8,8 +8,11 @@
 //! JSON is rendered per page. Plain std threads and sockets: no async runtime.
 
 mod api;
+mod bounces;
 mod catalog;
 mod control;
+#[cfg(test)]
+mod e2e_tests;
 mod eastern;
 mod gen;
 mod http;
@@ -17,6 +20,7 @@ mod json;
 mod records;
 mod server;
 mod store;
+mod timefmt;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -121,6 +125,46 @@ impl App {
         self.now + (self.started.elapsed().as_nanos() / 100) as i64
     }
 
+    /// Generates the data for `cli` around the anchor `now` (ticks).
+    pub fn new(cli: Cli, now: i64) -> App {
+        let gcfg = GenConfig {
+            now,
+            days: cli.days,
+            outbound: cli.outbound,
+            inbound: cli.inbound,
+            bounces: cli.bounces,
+            scenarios: cli.scenarios.clone(),
+        };
+        // The datasets are independent; build them side by side to shorten startup.
+        let (outbound, inbound, bounces) = std::thread::scope(|s| {
+            let o = s.spawn(|| gen::outbound(&gcfg));
+            let b = s.spawn(|| gen::bounces(&gcfg));
+            let i = gen::inbound(&gcfg);
+            let join = |h: std::thread::ScopedJoinHandle<'_, store::Inner>,
+                        f: fn(&GenConfig) -> store::Inner| {
+                // A panic in a generator thread is a bug; regenerate inline to surface it.
+                h.join().unwrap_or_else(|_| f(&gcfg))
+            };
+            (join(o, gen::outbound), i, join(b, gen::bounces))
+        });
+        App {
+            periodic: Periodic {
+                fail_every: cli.fail_every,
+                fail_status: cli.fail_status,
+                retry_after: cli.retry_after,
+                drop_every: cli.drop_every,
+            },
+            server_body: catalog::server(&cli.token),
+            cfg: cli,
+            now,
+            started: Instant::now(),
+            outbound: Dataset::new(outbound),
+            inbound: Dataset::new(inbound),
+            bounces: Dataset::new(bounces),
+            ctl: Control::default(),
+        }
+    }
+
     /// Appends `n` outbound records at the live clock, 100 ns apart.
     pub fn arrive_live(&self, n: usize) {
         let t0 = self.live_ticks();
@@ -155,41 +199,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gcfg = GenConfig {
-        now,
-        days: cli.days,
-        outbound: cli.outbound,
-        inbound: cli.inbound,
-        bounces: cli.bounces,
-        scenarios: cli.scenarios.clone(),
-    };
-    // The three datasets are independent; build them side by side to shorten startup.
-    let (outbound, inbound, bounces) = std::thread::scope(|s| {
-        let o = s.spawn(|| gen::outbound(&gcfg));
-        let i = gen::inbound(&gcfg);
-        let b = gen::bounces(&gcfg);
-        (o.join(), i, b)
-    });
-    let Ok(outbound) = outbound else {
-        eprintln!("fake-postmark: data generation failed");
-        return ExitCode::FAILURE;
-    };
-    let app = Arc::new(App {
-        periodic: Periodic {
-            fail_every: cli.fail_every,
-            fail_status: cli.fail_status,
-            retry_after: cli.retry_after,
-            drop_every: cli.drop_every,
-        },
-        server_body: catalog::server(&cli.token),
-        cfg: cli,
-        now,
-        started: Instant::now(),
-        outbound: Dataset::new(outbound),
-        inbound: Dataset::new(inbound),
-        bounces: Dataset::new(bounces),
-        ctl: Control::default(),
-    });
+    let app = Arc::new(App::new(cli, now));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "fake-postmark listening on http://{addr}");
     let _ = out.flush();

@@ -65,6 +65,16 @@ fn connection(app: &App, stream: TcpStream) {
         let (mut head, exit) = match outcome {
             Outcome::Respond(h) => (h, false),
             Outcome::Exit(h) => (h, true),
+            Outcome::Stream(head, len, writer) => {
+                let keep = req.keep_alive;
+                let written =
+                    http::write_head(&mut w, &head, len, keep).and_then(|_| writer(&mut w));
+                log(app, &req, head.status, started);
+                if written.is_err() || !keep {
+                    return;
+                }
+                continue;
+            }
             Outcome::Drop => {
                 app.ctl.end(&req, 0);
                 log(app, &req, 0, started);
@@ -117,7 +127,7 @@ fn log(app: &App, req: &Request, status: u16, started: Instant) {
 }
 
 /// The API pipeline before the endpoint handler. The caller records the outcome.
-fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome {
+fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> {
     let route = req.route();
     let n = app.ctl.begin(&req.path);
     if app.cfg.arrivals_per_request > 0 && route == "/messages/outbound" {
