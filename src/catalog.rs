@@ -231,8 +231,9 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
         let metadata = metadata_map(entry);
         let stream_md = metadata
-            .get(&Vec::<String>::new())
-            .cloned()
+            .iter()
+            .find(|(crumb, _)| crumb.is_empty())
+            .map(|(_, md)| md.clone())
             .unwrap_or_default();
         if !stream_selected(entry, &stream_md, metadata.is_empty()) {
             continue;
@@ -318,16 +319,6 @@ fn metadata_map(entry: &Value) -> Vec<(Vec<String>, Map<String, Value>)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-trait MetadataLookup {
-    fn get(&self, crumb: &Vec<String>) -> Option<&Map<String, Value>>;
-}
-
-impl MetadataLookup for Vec<(Vec<String>, Map<String, Value>)> {
-    fn get(&self, crumb: &Vec<String>) -> Option<&Map<String, Value>> {
-        self.iter().find(|(c, _)| c == crumb).map(|(_, m)| m)
-    }
 }
 
 fn truthy(v: &Value) -> Option<bool> {

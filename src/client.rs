@@ -298,7 +298,7 @@ fn parse_error_body(body: &str) -> (Option<i64>, Option<String>) {
     let message = v
         .get("Message")
         .and_then(|m| m.as_str())
-        .map(|m| truncate_for_message(m));
+        .map(truncate_for_message);
     (code, message)
 }
 

@@ -223,7 +223,7 @@ impl<W: Write> Emitter<W> {
                 .and_then(|_| out.write_all(stream.as_bytes()))
                 .and_then(|_| out.write_all(b"\",\"data\":"))
                 .and_then(|_| out.write_all(data))
-                .and_then(|_| write!(out, ",\"emitted_at\":{}}}}}\n", self.emitted_at_ms)),
+                .and_then(|_| writeln!(out, ",\"emitted_at\":{}}}}}", self.emitted_at_ms)),
             Protocol::Singer => out
                 .write_all(b"{\"type\":\"RECORD\",\"stream\":\"")
                 .and_then(|_| out.write_all(stream.as_bytes()))

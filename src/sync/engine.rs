@@ -34,11 +34,13 @@ use crate::streams::{self, Cursor, Paging, Partitioning};
 const PROGRESS_EVERY: StdDuration = StdDuration::from_secs(10);
 
 type TaskId = u64;
+/// `(parameter, value)` filters narrowing a query below one second (`status=sent`).
+type Filters = Vec<(&'static str, &'static str)>;
 
 struct Task {
     stream: usize,
     partition: usize,
-    filters: Vec<(&'static str, &'static str)>,
+    filters: Filters,
     window: Option<Window>,
     parent: Option<TaskId>,
     pages_pending: usize,
@@ -431,7 +433,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 }
                 None => self.maybe_next_page(&job, page.records.len()),
             }
-        } else if job.offset > 0 && self.tasks.get(&job.task).is_some() {
+        } else if job.offset > 0 && self.tasks.contains_key(&job.task) {
             // Without a TotalCount, page until a short page.
             if page.total.is_none() {
                 self.maybe_next_page(&job, page.records.len());
@@ -478,12 +480,12 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             .shape_page(records, window, &mut self.buf, &mut |line| {
                 out.record(name, line)
             })
-            .or_else(|e| match e {
-                ShapeError::Emit(e) => Err(e),
-                ShapeError::Malformed(detail) => Err(Error::UnexpectedResponse {
+            .map_err(|e| match e {
+                ShapeError::Emit(e) => e,
+                ShapeError::Malformed(detail) => Error::UnexpectedResponse {
                     context: format!("reading '{name}'"),
                     detail,
-                }),
+                },
             });
         let tally = match tally {
             Ok(t) => t,
@@ -527,7 +529,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             task.window,
         );
         let spec = self.runs[stream].selected.spec;
-        let children: Vec<(Vec<(&'static str, &'static str)>, Option<Window>)> =
+        let children: Vec<(Filters, Option<Window>)> =
             match window.and_then(|w| split_time(w, total)) {
                 Some(pieces) => pieces
                     .into_iter()

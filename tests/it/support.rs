@@ -175,7 +175,12 @@ pub struct Run {
 
 impl Run {
     pub fn new(code: i32, stdout: String, stderr: String) -> Run {
-        Run { code, stdout, stderr, parsed: OnceLock::new() }
+        Run {
+            code,
+            stdout,
+            stderr,
+            parsed: OnceLock::new(),
+        }
     }
 
     /// Every stdout line as JSON (parsed once).
@@ -192,7 +197,11 @@ impl Run {
     }
 
     pub fn of_type(&self, t: &str) -> Vec<Value> {
-        self.lines().iter().filter(|m| m["type"] == t).cloned().collect()
+        self.lines()
+            .iter()
+            .filter(|m| m["type"] == t)
+            .cloned()
+            .collect()
     }
 
     /// RECORD data per stream (both protocols).

@@ -221,7 +221,11 @@ pub fn parse_rfc3339_ticks(s: &str) -> Option<i64> {
         let fixed = format!("{}+{}", &s[..i], &s[i + 1..]);
         chrono::DateTime::parse_from_rfc3339(&fixed).ok()
     })?;
+    // Years 0001-9999 only, so tick arithmetic can never overflow.
     let secs = dt.timestamp();
+    if !(-62_135_596_800..253_402_300_800).contains(&secs) {
+        return None;
+    }
     Some(secs * TICKS_PER_SEC + i64::from(dt.timestamp_subsec_nanos() / 100))
 }
 
@@ -295,6 +299,20 @@ mod tests {
             z,
             Ok(DateFilter::At(utc(2026, 1, 15, 12, 0, 0) * TICKS_PER_SEC))
         );
+    }
+
+    #[test]
+    fn rfc3339_range_is_bounded() {
+        assert_eq!(
+            parse_rfc3339_ticks("1970-01-01T00:00:01Z"),
+            Some(TICKS_PER_SEC)
+        );
+        assert_eq!(
+            parse_rfc3339_ticks("2026-11-20T12:00:00 00:00"),
+            Some(1_795_176_000 * TICKS_PER_SEC)
+        );
+        assert_eq!(parse_rfc3339_ticks("+99999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ticks("nope"), None);
     }
 
     #[test]

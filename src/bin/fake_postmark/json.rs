@@ -28,7 +28,10 @@ pub fn string(out: &mut Vec<u8>, s: &str, ascii: bool) {
             c if c < 0x20 => push_u_escape(out, u16::from(c)),
             _ => {
                 // Non-ASCII in ascii mode: escape the whole character as UTF-16 units.
-                let ch = s.get(i..).and_then(|t| t.chars().next()).unwrap_or('\u{fffd}');
+                let ch = s
+                    .get(i..)
+                    .and_then(|t| t.chars().next())
+                    .unwrap_or('\u{fffd}');
                 let mut units = [0u16; 2];
                 for u in ch.encode_utf16(&mut units) {
                     push_u_escape(out, *u);

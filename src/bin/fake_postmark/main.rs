@@ -19,6 +19,7 @@ mod http;
 mod json;
 mod records;
 mod server;
+mod stats;
 mod store;
 mod timefmt;
 
@@ -31,9 +32,9 @@ use std::time::Instant;
 use clap::Parser;
 
 use catalog::S_OUTBOUND;
-use control::{Control, Periodic};
 use eastern::{Zone, TICKS_PER_SEC};
 use gen::{GenConfig, Scenario};
+use stats::{Control, Periodic};
 use store::Dataset;
 
 #[derive(Parser, Debug)]

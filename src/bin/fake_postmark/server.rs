@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::control::{self, fault_reply, Outcome};
+use crate::control::{self, Outcome};
 use crate::http::{self, ReadError, Request};
+use crate::stats::fault_reply;
 use crate::App;
 
 /// Idle keep-alive connections are closed after this long, so abandoned pools do not pin
@@ -137,7 +138,10 @@ fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> 
     if fault.as_ref().is_some_and(|f| f.status == 0) {
         return Outcome::Drop;
     }
-    let delay = app.cfg.latency_ms + fault.as_ref().map_or(0, |f| f.delay_ms);
+    let delay = app
+        .cfg
+        .latency_ms
+        .saturating_add(fault.as_ref().map_or(0, |f| f.delay_ms));
     if delay > 0 {
         thread::sleep(Duration::from_millis(delay));
     }

@@ -1,0 +1,241 @@
+//! Bookkeeping for API requests: counters for `/__fake/stats`, the request log for
+//! `/__fake/requests`, and the queue of scripted faults plus the periodic fault rule.
+//!
+//! Shared by all connection threads behind short mutex sections; the hot path takes each
+//! lock once or twice per request, which is negligible next to rendering a page.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde_json::{json, Map, Value};
+
+use crate::http::{Head, Request};
+
+/// The request log keeps only the most recent entries.
+const MAX_LOG: usize = 200_000;
+
+/// A scripted or periodic fault. Status 0 drops the connection without an answer.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub delay_ms: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    by_path: BTreeMap<String, u64>,
+    max_in_flight: u64,
+    cap_violations: u64,
+    faults_injected: u64,
+    status_counts: BTreeMap<u16, u64>,
+    log: VecDeque<String>,
+}
+
+#[derive(Default)]
+pub struct Control {
+    stats: Mutex<Stats>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    in_flight: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Periodic fault settings from the command line.
+pub struct Periodic {
+    pub fail_every: u64,
+    pub fail_status: u16,
+    pub retry_after: Option<u64>,
+    pub drop_every: u64,
+}
+
+impl Control {
+    /// Counts a new API request and returns its 1-based number since the last reset.
+    pub fn begin(&self, path: &str) -> u64 {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut s = lock(&self.stats);
+        s.requests += 1;
+        *s.by_path.entry(path.to_string()).or_default() += 1;
+        s.max_in_flight = s.max_in_flight.max(now);
+        s.requests
+    }
+
+    /// Records the outcome of an API request (status 0 = dropped) after it was answered.
+    pub fn end(&self, req: &Request, status: u16) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut query = Map::new();
+        for (k, v) in &req.params {
+            query
+                .entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
+        }
+        let line = json!({
+            "path": req.path,
+            "query": query,
+            "status": status,
+            "server_token": req.header("x-postmark-server-token").is_some(),
+            "account_token": req.header("x-postmark-account-token").is_some(),
+        })
+        .to_string();
+        let mut s = lock(&self.stats);
+        *s.status_counts.entry(status).or_default() += 1;
+        if s.log.len() >= MAX_LOG {
+            s.log.pop_front();
+        }
+        s.log.push_back(line);
+    }
+
+    pub fn cap_violation(&self) {
+        lock(&self.stats).cap_violations += 1;
+    }
+
+    /// The fault to apply to request number `n` on `route`, if any: scripted faults first,
+    /// then `--drop-every`, then `--fail-every`.
+    pub fn take_fault(&self, route: &str, n: u64, p: &Periodic) -> Option<Fault> {
+        let scripted = lock(&self.faults)
+            .get_mut(route)
+            .and_then(VecDeque::pop_front);
+        let f = scripted.or_else(|| {
+            if p.drop_every > 0 && n % p.drop_every == 0 {
+                Some(Fault {
+                    status: 0,
+                    retry_after: None,
+                    delay_ms: 0,
+                })
+            } else if p.fail_every > 0 && n % p.fail_every == 0 {
+                Some(Fault {
+                    status: p.fail_status,
+                    retry_after: p.retry_after,
+                    delay_ms: 0,
+                })
+            } else {
+                None
+            }
+        })?;
+        lock(&self.stats).faults_injected += 1;
+        Some(f)
+    }
+
+    /// Queues `count` copies of a scripted fault for a route; returns how many are pending.
+    pub fn queue_faults(&self, route: &str, fault: Fault, count: usize) -> usize {
+        let mut map = lock(&self.faults);
+        let q = map.entry(route.to_string()).or_default();
+        q.extend(std::iter::repeat(fault).take(count));
+        q.len()
+    }
+
+    /// Appends the request log as JSON lines.
+    pub fn write_log(&self, out: &mut Vec<u8>) {
+        for line in &lock(&self.stats).log {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+    }
+
+    pub fn stats_json(&self) -> Value {
+        let s = lock(&self.stats);
+        let codes: BTreeMap<String, u64> = s
+            .status_counts
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        json!({
+            "requests": s.requests,
+            "by_path": s.by_path,
+            "max_in_flight": s.max_in_flight,
+            "cap_violations": s.cap_violations,
+            "faults_injected": s.faults_injected,
+            "status_counts": codes,
+        })
+    }
+
+    pub fn reset(&self) {
+        let mut s = lock(&self.stats);
+        let log = std::mem::take(&mut s.log);
+        *s = Stats::default();
+        drop(s);
+        drop(log);
+    }
+}
+
+/// Body of an injected failure response.
+pub fn fault_reply(f: &Fault, out: &mut Vec<u8>) -> Head {
+    let mut head = if f.status == 502 {
+        out.extend_from_slice(b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n");
+        Head::new(502, "text/html")
+    } else {
+        let (code, msg) = match f.status {
+            429 => (429, "Rate limit exceeded. Please retry later."),
+            503 => (100, "Maintenance"),
+            s if s >= 500 => (u32::from(s), "Internal server error."),
+            s => (u32::from(s), "Injected fault."),
+        };
+        crate::api::error(out, f.status, code, msg)
+    };
+    if let Some(r) = f.retry_after {
+        head.extra.push(("Retry-After", r.to_string()));
+    }
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::JSON;
+
+    #[test]
+    fn periodic_and_scripted_faults() {
+        let c = Control::default();
+        let p = Periodic {
+            fail_every: 3,
+            fail_status: 429,
+            retry_after: Some(2),
+            drop_every: 0,
+        };
+        lock(&c.faults).insert(
+            "/bounces".into(),
+            VecDeque::from([Fault {
+                status: 503,
+                retry_after: None,
+                delay_ms: 0,
+            }]),
+        );
+        assert_eq!(c.take_fault("/bounces", 1, &p).map(|f| f.status), Some(503));
+        assert!(c.take_fault("/bounces", 2, &p).is_none());
+        assert_eq!(
+            c.take_fault("/server", 3, &p).map(|f| f.retry_after),
+            Some(Some(2))
+        );
+        assert_eq!(c.stats_json()["faults_injected"], 2);
+    }
+
+    #[test]
+    fn fault_bodies() {
+        let mut out = Vec::new();
+        let h = fault_reply(
+            &Fault {
+                status: 502,
+                retry_after: None,
+                delay_ms: 0,
+            },
+            &mut out,
+        );
+        assert!(h.ctype.starts_with("text/html"));
+        let mut out = Vec::new();
+        let h = fault_reply(
+            &Fault {
+                status: 429,
+                retry_after: Some(1),
+                delay_ms: 0,
+            },
+            &mut out,
+        );
+        assert_eq!(h.ctype, JSON);
+        assert_eq!(h.extra, vec![("Retry-After", "1".to_string())]);
+        assert!(serde_json::from_slice::<Value>(&out).is_ok());
+    }
+}
