@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Benchmark: a full sync of every stream against the bundled fake Postmark server.
+
+Starts `fake-postmark` with ROWS outbound messages and a per-request latency, runs the
+release connector (Singer mode, output to /dev/null), and prints rows, requests, wall and
+CPU seconds, rows per CPU-second, peak RSS, the request ratio and the ratio of wall time to
+the latency bound ceil(requests / max_concurrency) x latency.
+
+    python3 scripts/bench.py --rows 100000 1000000 --latency-ms 20 --concurrency 4
+
+Needs `cargo build --release` first (the script runs it unless --no-build).
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOW = "2026-11-20T12:00:00Z"
+TOKEN = "fake-server-token"
+
+
+def start_fake(args):
+    fake = subprocess.Popen(
+        [os.path.join(ROOT, "target/release/fake-postmark"), "--port", "0", "--now", NOW, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = fake.stdout.readline()
+    url = next(w for w in line.split() if w.startswith("http://"))
+    return fake, url
+
+
+def get(url):
+    with urllib.request.urlopen(url) as r:
+        return r.read().decode()
+
+
+def run_once(rows, latency_ms, concurrency, extra_fake):
+    fake, url = start_fake(
+        ["--outbound", str(rows), "--latency-ms", str(latency_ms), *extra_fake]
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = os.path.join(tmp, "config.json")
+            with open(cfg, "w") as f:
+                json.dump({"server_token": TOKEN, "base_url": url, "max_concurrency": concurrency}, f)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                [os.path.join(ROOT, "target/release/source-postmark"), "--config", cfg, "--now", NOW],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wall = time.monotonic() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if proc.returncode != 0:
+                sys.exit(f"connector failed:\n{proc.stderr}")
+        stats = json.loads(get(url + "/__fake/stats"))
+        # The fake's truth for the synced range, to check nothing was lost or invented.
+        truth = 0
+        for stream in ("messages_outbound", "messages_inbound", "bounces"):
+            truth += len(get(f"{url}/__fake/truth?stream={stream}&from=2026-10-06T12:00:00Z&to=2026-11-20T11:55:00Z").split())
+        for stream in ("templates", "message_streams"):
+            truth += len(get(f"{url}/__fake/truth?stream={stream}").split())
+    finally:
+        fake.kill()
+        fake.wait()
+
+    finished = re.findall(r"(\w+): finished: (\d+) records, (\d+) pages, (\d+) requests, (\d+) windows", proc.stderr)
+    records = sum(int(m[1]) for m in finished)
+    pages = sum(int(m[2]) for m in finished)
+    requests = stats["requests"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # ru_maxrss of children is the largest child so far, in KiB on Linux: run one sync per process tree.
+    rss_mb = after.ru_maxrss / 1024
+    per_stream_min = sum(math.ceil(int(m[1]) / 500) if int(m[1]) else 1 for m in finished)
+    bound = math.ceil(requests / concurrency) * latency_ms / 1000
+    return {
+        "rows": records,
+        "truth": truth,
+        "requests": requests,
+        "min_requests": per_stream_min,
+        "pages": pages,
+        "wall_s": wall,
+        "rows_per_s": records / wall,
+        "cpu_s": cpu,
+        "rows_per_cpu_s": records / cpu if cpu else float("inf"),
+        "peak_rss_mb": rss_mb,
+        "latency_bound_s": bound,
+        "wall_over_bound": wall / bound if bound else float("nan"),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--latency-ms", type=int, default=20)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--fake-arg", action="append", default=[], help="extra fake-postmark flag (repeatable)")
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    print(f"latency {a.latency_ms} ms, max_concurrency {a.concurrency}, {os.cpu_count()} cores")
+    header = ("rows", "requests", "req/min", "wall s", "rows/s", "CPU s", "rows/CPU-s", "peak RSS MB", "wall/bound")
+    print("  ".join(f"{h:>12}" for h in header))
+    for rows in a.rows:
+        # Each run in its own process so ru_maxrss is this sync's peak alone.
+        out = subprocess.run(
+            [sys.executable, __file__, "--single", str(rows), str(a.latency_ms), str(a.concurrency), *a.fake_arg],
+            capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            sys.exit(out.stderr)
+        r = json.loads(out.stdout)
+        if r["rows"] != r["truth"]:
+            sys.exit(f"synced {r['rows']} rows but the fake holds {r['truth']}")
+        print("  ".join(f"{v:>12}" for v in (
+            f"{r['rows']:,}", r["requests"], f"{r['requests'] / r['min_requests']:.3f}", f"{r['wall_s']:.2f}",
+            f"{r['rows_per_s']:,.0f}", f"{r['cpu_s']:.2f}", f"{r['rows_per_cpu_s']:,.0f}",
+            f"{r['peak_rss_mb']:.1f}", f"{r['wall_over_bound']:.2f}",
+        )))
+    print("req/min: requests / sum over streams of ceil(rows / 500); wall/bound: wall / (ceil(requests / concurrency) x latency)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--single":
+        rows, lat, conc = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(run_once(rows, lat, conc, sys.argv[5:])))
+    else:
+        main()
