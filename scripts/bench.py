@@ -16,16 +16,43 @@ import json
 import math
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOW = "2026-11-20T12:00:00Z"
 TOKEN = "fake-server-token"
+
+
+class HighWaterMark:
+    """Polls /proc/PID/status for VmHWM until stopped; VmHWM only grows."""
+
+    def __init__(self, pid):
+        self.path = f"/proc/{pid}/status"
+        self.kib = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+
+    def poll(self):
+        while self.running:
+            try:
+                with open(self.path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kib = max(self.kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            time.sleep(0.002)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self.kib
 
 
 def start_fake(args):
@@ -54,18 +81,24 @@ def run_once(rows, latency_ms, concurrency, extra_fake):
             cfg = os.path.join(tmp, "config.json")
             with open(cfg, "w") as f:
                 json.dump({"server_token": TOKEN, "base_url": url, "max_concurrency": concurrency}, f)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [os.path.join(ROOT, "target/release/source-postmark"), "--config", cfg, "--now", NOW],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )
+            hwm = HighWaterMark(proc.pid)
+            stderr = proc.stderr.read()
+            # wait4 gives this process's own CPU time. Its ru_maxrss is useless here: Linux
+            # carries the forking Python's RSS into it across exec, so peak RSS is read from
+            # /proc/PID/status VmHWM (the connector's own high-water mark) while it runs.
+            peak_kib = hwm.stop()
+            _, status, usage = os.wait4(proc.pid, 0)
             wall = time.monotonic() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc.returncode = os.waitstatus_to_exitcode(status)
             if proc.returncode != 0:
-                sys.exit(f"connector failed:\n{proc.stderr}")
+                sys.exit(f"connector failed:\n{stderr}")
         stats = json.loads(get(url + "/__fake/stats"))
         # The fake's truth for the synced range, to check nothing was lost or invented.
         truth = 0
@@ -77,13 +110,12 @@ def run_once(rows, latency_ms, concurrency, extra_fake):
         fake.kill()
         fake.wait()
 
-    finished = re.findall(r"(\w+): finished: (\d+) records, (\d+) pages, (\d+) requests, (\d+) windows", proc.stderr)
+    finished = re.findall(r"(\w+): finished: (\d+) records, (\d+) pages, (\d+) requests, (\d+) windows", stderr)
     records = sum(int(m[1]) for m in finished)
     pages = sum(int(m[2]) for m in finished)
     requests = stats["requests"]
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of children is the largest child so far, in KiB on Linux: run one sync per process tree.
-    rss_mb = after.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    rss_mb = peak_kib / 1024
     per_stream_min = sum(math.ceil(int(m[1]) / 500) if int(m[1]) else 1 for m in finished)
     bound = math.ceil(requests / concurrency) * latency_ms / 1000
     return {
@@ -116,7 +148,6 @@ def main():
     header = ("rows", "requests", "req/min", "wall s", "rows/s", "CPU s", "rows/CPU-s", "peak RSS MB", "wall/bound")
     print("  ".join(f"{h:>12}" for h in header))
     for rows in a.rows:
-        # Each run in its own process so ru_maxrss is this sync's peak alone.
         out = subprocess.run(
             [sys.executable, __file__, "--single", str(rows), str(a.latency_ms), str(a.concurrency), *a.fake_arg],
             capture_output=True, text=True,

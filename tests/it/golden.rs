@@ -129,3 +129,25 @@ fn about_describes_the_connector_in_json_and_text() {
     let text = run(&["--about"]);
     assert!(text.stdout.contains("server_token"));
 }
+
+#[test]
+fn the_dockerfile_is_a_valid_airbyte_image_definition() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let entrypoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an exec-form ENTRYPOINT");
+    let parts: Vec<String> = serde_json::from_str(entrypoint).expect("exec form");
+    let env = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV AIRBYTE_ENTRYPOINT="))
+        .expect("AIRBYTE_ENTRYPOINT");
+    assert_eq!(env.trim_matches('"'), parts.join(" "), "AIRBYTE_ENTRYPOINT equals ENTRYPOINT");
+    assert!(parts[0].starts_with('/'), "absolute entrypoint");
+    assert!(text.contains(&format!("io.airbyte.version=\"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(text.contains("io.airbyte.name="));
+    let user = text.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("USER");
+    assert!(!user.starts_with("root") && !user.starts_with('0'), "non-root user");
+    assert!(text.contains("FROM debian:bookworm-slim"), "a final image with /bin/sh");
+    assert!(text.contains("cargo build --release --locked --bin source-postmark"), "the README's build command");
+}
