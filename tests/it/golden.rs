@@ -132,7 +132,8 @@ fn about_describes_the_connector_in_json_and_text() {
 
 #[test]
 fn the_dockerfile_is_a_valid_airbyte_image_definition() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
     let entrypoint = text
         .lines()
         .find_map(|l| l.strip_prefix("ENTRYPOINT "))
@@ -142,12 +143,32 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
         .lines()
         .find_map(|l| l.strip_prefix("ENV AIRBYTE_ENTRYPOINT="))
         .expect("AIRBYTE_ENTRYPOINT");
-    assert_eq!(env.trim_matches('"'), parts.join(" "), "AIRBYTE_ENTRYPOINT equals ENTRYPOINT");
+    assert_eq!(
+        env.trim_matches('"'),
+        parts.join(" "),
+        "AIRBYTE_ENTRYPOINT equals ENTRYPOINT"
+    );
     assert!(parts[0].starts_with('/'), "absolute entrypoint");
-    assert!(text.contains(&format!("io.airbyte.version=\"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(text.contains(&format!(
+        "io.airbyte.version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
     assert!(text.contains("io.airbyte.name="));
-    let user = text.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("USER");
-    assert!(!user.starts_with("root") && !user.starts_with('0'), "non-root user");
-    assert!(text.contains("FROM debian:bookworm-slim"), "a final image with /bin/sh");
-    assert!(text.contains("cargo build --release --locked --bin source-postmark"), "the README's build command");
+    let user = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .last()
+        .expect("USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "non-root user"
+    );
+    assert!(
+        text.contains("FROM debian:bookworm-slim"),
+        "a final image with /bin/sh"
+    );
+    assert!(
+        text.contains("cargo build --release --locked --bin source-postmark"),
+        "the README's build command"
+    );
 }
