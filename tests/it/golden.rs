@@ -157,7 +157,7 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
     let user = text
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("USER");
     assert!(
         !user.starts_with("root") && !user.starts_with('0'),
