@@ -63,6 +63,9 @@ pub struct Hidden {
     /// Base delay of retry backoff in milliseconds (default 1000).
     #[arg(long, global = true, hide = true)]
     pub retry_base_ms: Option<u64>,
+    /// Interval of periodic progress logs in milliseconds (default 10000).
+    #[arg(long, global = true, hide = true)]
+    pub progress_every_ms: Option<u64>,
     /// Accepted and ignored, as the Airbyte CDK does.
     #[arg(long, global = true, hide = true)]
     pub debug: bool,

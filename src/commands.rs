@@ -23,6 +23,7 @@ pub const DOCUMENTATION_URL: &str = "https://postmarkapp.com/developer/api/overv
 pub struct Runtime {
     pub now: DateTime<Utc>,
     pub retry_base: Duration,
+    pub progress_every: Duration,
 }
 
 /// The `spec` payload, identical to `spec.json`.
@@ -137,6 +138,7 @@ pub fn read<W: Write>(
         state,
         now: rt.now,
         retry_base: rt.retry_base,
+        progress_every: rt.progress_every,
     };
     let outcome = sync::run(&plan, out)?;
     Ok(outcome.failed)

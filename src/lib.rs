@@ -79,6 +79,7 @@ fn runtime(cli: &Cli) -> Result<Runtime, Error> {
     Ok(Runtime {
         now,
         retry_base: Duration::from_millis(cli.hidden.retry_base_ms.unwrap_or(1000)),
+        progress_every: Duration::from_millis(cli.hidden.progress_every_ms.unwrap_or(10_000)),
     })
 }
 

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -30,8 +30,6 @@ use crate::error::Error;
 use crate::protocol::{Emitter, Level, Protocol, StreamStatus};
 use crate::record::{parse_page, RawObject, ShapeError};
 use crate::streams::{self, Cursor, Paging, Partitioning};
-
-const PROGRESS_EVERY: StdDuration = StdDuration::from_secs(10);
 
 type TaskId = u64;
 /// `(parameter, value)` filters narrowing a query below one second (`status=sent`).
@@ -308,7 +306,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             if self.in_flight.is_empty() {
                 break;
             }
-            match msg_rx.recv_timeout(PROGRESS_EVERY) {
+            match msg_rx.recv_timeout(self.plan.progress_every) {
                 Ok(WorkerMsg::Retrying(m)) => self.out.log(Level::Warn, &m)?,
                 Ok(WorkerMsg::Done { id, result, at }) => {
                     if let Some(job) = self.in_flight.remove(&id) {
@@ -745,7 +743,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     }
 
     fn maybe_log_progress(&mut self) -> Result<(), Error> {
-        if self.last_progress.elapsed() < PROGRESS_EVERY {
+        if self.last_progress.elapsed() < self.plan.progress_every {
             return Ok(());
         }
         self.last_progress = Instant::now();

@@ -41,6 +41,8 @@ pub struct ReadPlan {
     pub now: DateTime<Utc>,
     /// Base delay of retry backoff (shortened by tests through a hidden flag).
     pub retry_base: std::time::Duration,
+    /// How often running streams log their progress.
+    pub progress_every: std::time::Duration,
 }
 
 /// What a finished read reports besides its output: a stream failure that has already been

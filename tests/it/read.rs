@@ -190,10 +190,87 @@ fn a_read_with_more_workers_returns_the_same_truth_and_respects_the_bound() {
     for stream in STREAMS {
         assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
     }
+    let states = run.last_airbyte_states();
+    for stream in ["messages_outbound", "messages_inbound", "bounces"] {
+        assert_eq!(
+            states[stream],
+            json!({"synced_until": "2026-11-20T11:55:00Z"}),
+            "{stream}"
+        );
+    }
     let peak = fake.stats()["max_in_flight"].as_u64().unwrap();
     assert!(
         peak <= 3,
         "at most max_concurrency requests in flight, saw {peak}"
     );
     assert!(peak >= 2, "requests do overlap, saw {peak}");
+}
+
+#[test]
+fn a_long_sync_is_visibly_alive_with_start_progress_and_end_lines() {
+    let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "30"]);
+    let s = Scratch::new("progress");
+    let cfg = s.config(&fake, json!({"max_concurrency": 1}));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    );
+    let run = run(&[
+        "read",
+        "--config",
+        &cfg,
+        "--catalog",
+        &cat,
+        "--progress-every-ms",
+        "100",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let logs = run.logs();
+    assert!(logs
+        .iter()
+        .any(|l| l.starts_with("messages_outbound: starting incremental sync")));
+    let progress = logs
+        .iter()
+        .filter(|l| {
+            l.starts_with("messages_outbound:")
+                && l.contains("records,")
+                && l.contains("windows done")
+        })
+        .count();
+    assert!(progress >= 2, "periodic progress lines: {logs:?}");
+    let end = logs
+        .iter()
+        .find(|l| l.contains("messages_outbound: finished"))
+        .expect("an end line");
+    let records = run.keys("messages_outbound").len();
+    assert!(
+        end.contains(&format!("{records} records")) && end.contains(" s"),
+        "{end}"
+    );
+}
+
+#[test]
+fn templates_past_the_cap_warn_how_many_rows_were_left_unread() {
+    let fake = Fake::start(&["--templates", "10400"]);
+    let s = Scratch::new("templates-cap");
+    let cfg = s.config(&fake, json!({}));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["templates"], "full_refresh"),
+    );
+    let run = run(&["read", "--config", &cfg, "--catalog", &cat]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.keys("templates").len(), 10_000);
+    let warn: Vec<String> = run
+        .of_type("LOG")
+        .iter()
+        .filter(|l| l["log"]["level"] == "WARN")
+        .map(|l| l["log"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        warn.iter()
+            .any(|w| w.contains("templates: 400 rows are unreachable")),
+        "{warn:?}"
+    );
+    assert_eq!(fake.stats()["cap_violations"], 0);
 }
