@@ -167,6 +167,18 @@ impl<W: Write> Emitter<W> {
         Ok(())
     }
 
+    /// Airbyte TRACE ESTIMATE: how many rows a stream will emit, for progress bars.
+    pub fn trace_estimate(&mut self, stream: &str, rows: u64) -> Result<(), Error> {
+        if self.protocol == Protocol::Airbyte {
+            self.message(&json!({
+                "type": "TRACE",
+                "trace": {"type": "ESTIMATE", "emitted_at": now_ms() as f64,
+                          "estimate": {"name": stream, "type": "STREAM", "row_estimate": rows}}
+            }))?;
+        }
+        Ok(())
+    }
+
     pub fn stream_status(&mut self, stream: &str, status: StreamStatus) -> Result<(), Error> {
         if self.protocol == Protocol::Airbyte {
             self.message(&json!({

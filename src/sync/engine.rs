@@ -45,6 +45,8 @@ struct Task {
     children_pending: usize,
     /// Set on a task split by filter: its `TotalCount`, to check the children add up.
     expected_total: Option<u64>,
+    /// The task handed its rows to children instead of reading pages itself.
+    split: bool,
     children_total: u64,
 }
 
@@ -198,6 +200,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     None => vec![(0, None)],
                 }
             };
+            self.runs[idx].roots_unprobed = roots.len();
             for (partition, window) in roots {
                 self.add_task(idx, partition, Vec::new(), window, None);
             }
@@ -268,6 +271,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 children_pending: 0,
                 expected_total: None,
                 children_total: 0,
+                split: false,
             },
         );
         self.runs[stream].open_tasks += 1;
@@ -409,6 +413,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         };
         if job.offset == 0 && job.count.is_some() {
             let total = page.total;
+            self.estimate(job.task, total)?;
             self.report_total_to_parent(job.task, total.unwrap_or(page.records.len() as u64));
             if total.unwrap_or(0) >= u64::from(OFFSET_CAP) {
                 if self.split(job.task, total) {
@@ -432,9 +437,25 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 None => self.maybe_next_page(&job, page.records.len()),
             }
         } else if job.offset > 0 && self.tasks.contains_key(&job.task) {
-            // Without a TotalCount, page until a short page.
-            if page.total.is_none() {
-                self.maybe_next_page(&job, page.records.len());
+            match (page.total, job.count) {
+                // Without a TotalCount, page until a short page.
+                (None, _) => self.maybe_next_page(&job, page.records.len()),
+                (Some(total), Some(count)) => {
+                    let expected =
+                        u64::from(count).min(total.saturating_sub(u64::from(job.offset)));
+                    if (page.records.len() as u64) < expected {
+                        let msg = format!(
+                            "{}: a page at offset {} returned {} of {expected} expected rows; \
+                             Postmark's data changed during the sync (rows expired or were deleted), \
+                             so neighbouring rows may have shifted past this page",
+                            spec.name,
+                            job.offset,
+                            page.records.len()
+                        );
+                        self.out.log(Level::Warn, &msg)?;
+                    }
+                }
+                _ => {}
             }
         }
         self.emit_page(&job, &page.records, at)?;
@@ -551,6 +572,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             .unwrap_or(false);
         if let Some(task) = self.tasks.get_mut(&task_id) {
             task.pages_pending = 0;
+            task.split = true;
             task.children_pending = children.len();
             if by_filter {
                 task.expected_total = total;
@@ -560,6 +582,22 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             self.add_task(stream, partition, f, w, Some(task_id));
         }
         true
+    }
+
+    /// Once every root window of a stream has reported its `TotalCount`, tell Airbyte how
+    /// many rows to expect.
+    fn estimate(&mut self, task_id: TaskId, total: Option<u64>) -> Result<(), Error> {
+        let Some(task) = self.tasks.get(&task_id).filter(|t| t.parent.is_none()) else {
+            return Ok(());
+        };
+        let run = &mut self.runs[task.stream];
+        run.row_estimate += total.unwrap_or(0);
+        run.roots_unprobed = run.roots_unprobed.saturating_sub(1);
+        if run.roots_unprobed == 0 {
+            let (name, rows) = (run.name(), run.row_estimate);
+            self.out.trace_estimate(name, rows)?;
+        }
+        Ok(())
     }
 
     fn report_total_to_parent(&mut self, task_id: TaskId, total: u64) {
@@ -618,10 +656,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             };
             let run = &mut self.runs[task.stream];
             run.open_tasks = run.open_tasks.saturating_sub(1);
+            if !task.split {
+                run.windows_done += 1;
+            }
             if let (true, Some((s, e))) = (task.filters.is_empty(), task.window) {
-                if task.children_pending == 0 && task.pages_pending == 0 {
-                    run.windows_done += 1;
-                }
                 if let Some(p) = run.progress.as_mut() {
                     p.mark(task.partition, s, e);
                 }

@@ -43,6 +43,9 @@ pub struct StreamRun {
     pub started: Option<Instant>,
     pub warned_zone: bool,
     pub warned_cursor: bool,
+    /// Root windows whose first page has not been seen yet, and the rows they reported.
+    pub roots_unprobed: usize,
+    pub row_estimate: u64,
 }
 
 impl StreamRun {
@@ -71,6 +74,8 @@ impl StreamRun {
             started: None,
             warned_zone: false,
             warned_cursor: false,
+            roots_unprobed: 0,
+            row_estimate: 0,
         }
     }
 
