@@ -81,6 +81,25 @@ fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
         );
     }
     assert_eq!(states["templates"], json!({}));
+    // Airbyte hears how many rows to expect once the first pages are in.
+    let estimates: BTreeMap<String, u64> = run
+        .of_type("TRACE")
+        .iter()
+        .filter(|t| t["trace"]["type"] == "ESTIMATE")
+        .map(|t| {
+            let e = &t["trace"]["estimate"];
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["row_estimate"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let outbound = run.keys("messages_outbound").len() as u64;
+    let estimate = estimates["messages_outbound"];
+    assert!(
+        estimate >= outbound && estimate <= outbound + 50,
+        "{estimate} vs {outbound}"
+    );
     // No STATE runs ahead of records: the last line of each stream's output is its state.
     let lines = run.lines();
     for stream in STREAMS {
