@@ -20,6 +20,7 @@ pub const USER_AGENT: &str = concat!(
     " (rust; ureq)"
 );
 const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -138,6 +139,8 @@ impl Client {
     pub fn new(config: &Config, backoff_base: Duration) -> Client {
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A dead host should fail fast; a slow answer gets the whole request timeout.
+            .timeout_connect(Some(config.request_timeout.min(CONNECT_TIMEOUT)))
             .timeout_global(Some(config.request_timeout))
             .user_agent(USER_AGENT)
             .max_idle_connections_per_host(config.max_concurrency.max(1) * 2)

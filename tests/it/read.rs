@@ -176,6 +176,28 @@ fn date_filters_are_eastern_wall_time_without_offset() {
 }
 
 #[test]
+fn gzip_compressed_answers_are_read_the_same() {
+    let fake = Fake::start(&["--gzip"]);
+    let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for r in fake.requests() {
+        assert!(
+            r["accept_encoding"].as_str().unwrap().contains("gzip"),
+            "{r}"
+        );
+        assert_eq!(r["accept"], "application/json");
+        let ua = r["user_agent"].as_str().unwrap();
+        assert!(
+            ua.starts_with(concat!("source-postmark/", env!("CARGO_PKG_VERSION"))),
+            "{ua}"
+        );
+    }
+    for stream in STREAMS {
+        assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
+    }
+}
+
+#[test]
 fn every_field_postmark_returns_arrives_unknown_ones_too() {
     let fake = Fake::start(&[]);
     let run = read_all(&fake, json!({}));

@@ -79,6 +79,9 @@ impl Control {
             "status": status,
             "server_token": req.header("x-postmark-server-token").is_some(),
             "account_token": req.header("x-postmark-account-token").is_some(),
+            "accept": req.header("accept").unwrap_or(""),
+            "accept_encoding": req.header("accept-encoding").unwrap_or(""),
+            "user_agent": req.header("user-agent").unwrap_or(""),
         })
         .to_string();
         let mut s = lock(&self.stats);
