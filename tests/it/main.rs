@@ -6,6 +6,7 @@ mod support;
 mod check;
 mod errors;
 mod golden;
+mod meltano;
 mod read;
 mod resilience;
 mod singer;

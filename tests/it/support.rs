@@ -36,8 +36,15 @@ pub struct Fake {
 
 impl Fake {
     pub fn start(args: &[&str]) -> Fake {
+        let mut all = vec!["--now", NOW];
+        all.extend_from_slice(args);
+        Fake::start_real_time(&all)
+    }
+
+    /// A fake whose "now" is the real clock (for tools that cannot pass `--now`).
+    pub fn start_real_time(args: &[&str]) -> Fake {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fake-postmark"));
-        cmd.args(["--port", "0", "--now", NOW, "--token", TOKEN])
+        cmd.args(["--port", "0", "--token", TOKEN])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
