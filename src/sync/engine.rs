@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::progress::Progress;
 use super::stream::{fmt_time, Phase, StreamRun};
-use super::windows::{self, remaining_offsets, split_time, Window, OFFSET_CAP, PAGE_SIZE};
+use super::windows::{self, page_offsets, split_time, Window, OFFSET_CAP, PAGE_SIZE};
 use super::{Outcome, ReadPlan};
 use crate::client::{Client, Request};
 use crate::eastern;
@@ -48,6 +48,10 @@ struct Task {
     /// The task handed its rows to children instead of reading pages itself.
     split: bool,
     children_total: u64,
+    /// The largest `TotalCount` seen for this task's query.
+    known_total: u64,
+    /// Pages are queued for offsets below this.
+    scheduled_to: u32,
 }
 
 /// A page waiting for a worker, ordered oldest window first within a stream.
@@ -272,6 +276,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 expected_total: None,
                 children_total: 0,
                 split: false,
+                known_total: 0,
+                scheduled_to: PAGE_SIZE,
             },
         );
         self.runs[stream].open_tasks += 1;
@@ -392,6 +398,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         self.runs[job.stream].requests += 1;
         match result {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {
+                self.estimate(job.task, None)?;
+                self.forget_parent_total(job.task);
                 if !self.split(job.task, None) {
                     self.fail_stream(job.stream, e)?;
                 }
@@ -426,36 +434,18 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             }
             match total {
                 Some(t) => {
-                    let pages: Vec<(u32, u32)> = remaining_offsets(t).collect();
                     if let Some(task) = self.tasks.get_mut(&job.task) {
-                        task.pages_pending += pages.len();
+                        task.known_total = t;
                     }
-                    for (o, c) in pages {
-                        self.enqueue(job.task, o, Some(c));
-                    }
+                    self.schedule_pages(job.task, t);
                 }
                 None => self.maybe_next_page(&job, page.records.len()),
             }
         } else if job.offset > 0 && self.tasks.contains_key(&job.task) {
-            match (page.total, job.count) {
+            match page.total {
                 // Without a TotalCount, page until a short page.
-                (None, _) => self.maybe_next_page(&job, page.records.len()),
-                (Some(total), Some(count)) => {
-                    let expected =
-                        u64::from(count).min(total.saturating_sub(u64::from(job.offset)));
-                    if (page.records.len() as u64) < expected {
-                        let msg = format!(
-                            "{}: a page at offset {} returned {} of {expected} expected rows; \
-                             Postmark's data changed during the sync (rows expired or were deleted), \
-                             so neighbouring rows may have shifted past this page",
-                            spec.name,
-                            job.offset,
-                            page.records.len()
-                        );
-                        self.out.log(Level::Warn, &msg)?;
-                    }
-                }
-                _ => {}
+                None => self.maybe_next_page(&job, page.records.len()),
+                Some(total) => self.check_page(&job, total, page.records.len())?,
             }
         }
         self.emit_page(&job, &page.records, at)?;
@@ -464,6 +454,62 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             if task.pages_pending == 0 && task.children_pending == 0 {
                 self.complete(job.task)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Queues the pages of a task up to `total` rows (or the cap) not queued yet.
+    fn schedule_pages(&mut self, task_id: TaskId, total: u64) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let pages: Vec<(u32, u32)> = page_offsets(task.scheduled_to, total).collect();
+        task.pages_pending += pages.len();
+        if let Some(&(o, c)) = pages.last() {
+            task.scheduled_to = o + c;
+        }
+        for (o, c) in pages {
+            self.enqueue(task_id, o, Some(c));
+        }
+    }
+
+    /// A later page of a closed window should agree with its first page. If Postmark indexed
+    /// rows late and the window grew, the new offsets are read too (nothing is lost; rows at
+    /// page boundaries may repeat). If a page is short, rows vanished meanwhile.
+    fn check_page(&mut self, job: &InFlight, total: u64, got: usize) -> Result<(), Error> {
+        let Some(task) = self.tasks.get_mut(&job.task) else {
+            return Ok(());
+        };
+        let name = self.runs[job.stream].name();
+        let before = task.known_total;
+        if total > before {
+            task.known_total = total;
+            let msg = format!(
+                "{name}: a window grew from {before} to {total} rows while it was read \
+                 (Postmark indexed rows late); the new rows are read too, and a few rows \
+                 near page boundaries may be emitted twice"
+            );
+            self.out.log(Level::Warn, &msg)?;
+            self.schedule_pages(job.task, total);
+            let cap = u64::from(OFFSET_CAP);
+            if total > cap && before <= cap {
+                self.unreachable(job.task, total - cap)?;
+            }
+            return Ok(());
+        }
+        let expected = job
+            .count
+            .map(u64::from)
+            .unwrap_or(0)
+            .min(total.saturating_sub(u64::from(job.offset)));
+        if (got as u64) < expected {
+            let msg = format!(
+                "{name}: a page at offset {} returned {got} of {expected} expected rows; rows \
+                 vanished from Postmark during the sync (at the retention edge they expire), \
+                 so neighbouring rows may have shifted past this page",
+                job.offset
+            );
+            self.out.log(Level::Warn, &msg)?;
         }
         Ok(())
     }
@@ -598,6 +644,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             self.out.trace_estimate(name, rows)?;
         }
         Ok(())
+    }
+
+    /// A filter child whose count is unknown makes its parent's sum check meaningless.
+    fn forget_parent_total(&mut self, task_id: TaskId) {
+        let Some(parent) = self.tasks.get(&task_id).and_then(|t| t.parent) else {
+            return;
+        };
+        if let Some(p) = self.tasks.get_mut(&parent) {
+            p.expected_total = None;
+        }
     }
 
     fn report_total_to_parent(&mut self, task_id: TaskId, total: u64) {

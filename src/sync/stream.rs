@@ -83,15 +83,18 @@ impl StreamRun {
         self.selected.spec.name
     }
 
-    /// The checkpoint to emit now, if the frontier moved past the last one. A checkpoint
-    /// never moves the cursor backwards (during the lookback re-read the frontier sits
-    /// behind the previous cursor).
+    /// The checkpoint to emit now, if the frontier moved past the last one.
+    ///
+    /// While the lookback is being re-read the frontier sits behind the previous cursor and
+    /// no checkpoint is taken: a checkpoint resumes without lookback, so taking one there
+    /// would let a crash skip the rest of the re-read. A checkpoint therefore never moves the
+    /// cursor backwards either.
     pub fn checkpoint(&mut self) -> Option<StreamCursor> {
-        let frontier = self.progress.as_ref()?.frontier();
-        let cursor = self.prev_cursor.map_or(frontier, |p| p.max(frontier));
+        let cursor = self.progress.as_ref()?.frontier();
         let (start, end) = self.range?;
+        let floor = self.prev_cursor.unwrap_or(start).max(start);
         // Reaching the end is the final state's job, not a checkpoint's.
-        if cursor <= start || cursor >= end || Some(cursor) <= self.last_state_cursor {
+        if cursor <= floor || cursor >= end || Some(cursor) <= self.last_state_cursor {
             return None;
         }
         self.last_state_cursor = Some(cursor);

@@ -27,13 +27,18 @@ pub fn next_count(offset: u32) -> Option<u32> {
     Some(room.min(PAGE_SIZE))
 }
 
-/// The offsets of the pages after the first, for a window of `total` rows.
-pub fn remaining_offsets(total: u64) -> impl Iterator<Item = (u32, u32)> {
+/// `(offset, count)` of the pages from offset `from` on, for a window of `total` rows.
+pub fn page_offsets(from: u32, total: u64) -> impl Iterator<Item = (u32, u32)> {
     let reachable = total.min(u64::from(OFFSET_CAP)) as u32;
-    (1..)
-        .map(|i| i * PAGE_SIZE)
+    (0..)
+        .map(move |i| from + i * PAGE_SIZE)
         .take_while(move |o| *o < reachable)
         .filter_map(|o| next_count(o).map(|c| (o, c)))
+}
+
+/// The offsets of the pages after the first, for a window of `total` rows.
+pub fn remaining_offsets(total: u64) -> impl Iterator<Item = (u32, u32)> {
+    page_offsets(PAGE_SIZE, total)
 }
 
 /// Splits `window` into pieces of about [`TARGET_ROWS`] rows each, assuming `total` rows spread

@@ -11,16 +11,24 @@ use serde_json::Value;
 use crate::support::*;
 
 fn venv_bin(venv: &str, name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(venv).join("bin").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(venv)
+        .join("bin")
+        .join(name);
     if p.exists() {
         return Some(p);
     }
-    assert!(std::env::var_os("CI").is_none(), "{name} is not installed; .ci/run installs it into .venv");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is not installed; .ci/run installs it into .venv"
+    );
     None
 }
 
 fn meltano(bin: &PathBuf, dir: &std::path::Path, fake: &Fake, args: &[&str]) -> (bool, String) {
-    let start = (Utc::now() - Duration::days(60)).format("%Y-%m-%dT00:00:00Z").to_string();
+    let start = (Utc::now() - Duration::days(60))
+        .format("%Y-%m-%dT00:00:00Z")
+        .to_string();
     let out = Command::new(bin)
         .args(args)
         .current_dir(dir)
@@ -31,7 +39,8 @@ fn meltano(bin: &PathBuf, dir: &std::path::Path, fake: &Fake, args: &[&str]) -> 
         .env("TAP_POSTMARK_START_DATE", start)
         .output()
         .expect("run meltano");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -45,7 +54,10 @@ fn lines(path: PathBuf) -> Vec<Value> {
 
 #[test]
 fn meltano_runs_the_tap_into_target_jsonl_and_resumes_from_its_state() {
-    let (Some(meltano_bin), Some(target)) = (venv_bin(".venv-meltano", "meltano"), venv_bin(".venv", "target-jsonl")) else {
+    let (Some(meltano_bin), Some(target)) = (
+        venv_bin(".venv-meltano", "meltano"),
+        venv_bin(".venv", "target-jsonl"),
+    ) else {
         eprintln!("skipped: meltano/target-jsonl not installed (bash .ci/run installs them)");
         return;
     };
@@ -92,25 +104,53 @@ plugins:
             target = target.display()
         ),
     );
-    let (ok, log) = meltano(&meltano_bin, &s.dir, &fake, &["run", "tap-postmark", "target-jsonl"]);
+    let (ok, log) = meltano(
+        &meltano_bin,
+        &s.dir,
+        &fake,
+        &["run", "tap-postmark", "target-jsonl"],
+    );
     assert!(ok, "meltano run failed:\n{log}");
     assert!(!log.contains(TOKEN), "the token stays out of Meltano's log");
 
     let outbound = lines(s.dir.join("output/messages_outbound.jsonl"));
     let truth = fake.truth("messages_outbound", None);
-    let keys: Vec<String> = outbound.iter().map(|r| key_string(&r["MessageID"])).collect();
+    let keys: Vec<String> = outbound
+        .iter()
+        .map(|r| key_string(&r["MessageID"]))
+        .collect();
     assert_exactly("messages_outbound", &keys, &truth);
     let bounces = lines(s.dir.join("output/bounces.jsonl"));
     assert_eq!(bounces.len(), fake.truth("bounces", None).len());
-    assert!(bounces.iter().all(|b| b.get("Details").is_none()), "field deselection honoured");
-    assert!(!s.dir.join("output/messages_inbound.jsonl").exists(), "unselected stream not synced");
+    assert!(
+        bounces.iter().all(|b| b.get("Details").is_none()),
+        "field deselection honoured"
+    );
+    assert!(
+        !s.dir.join("output/messages_inbound.jsonl").exists(),
+        "unselected stream not synced"
+    );
 
-    let (ok, state) = meltano(&meltano_bin, &s.dir, &fake, &["state", "get", "test:tap-postmark-to-target-jsonl"]);
+    let (ok, state) = meltano(
+        &meltano_bin,
+        &s.dir,
+        &fake,
+        &["state", "get", "test:tap-postmark-to-target-jsonl"],
+    );
     assert!(ok, "{state}");
-    assert!(state.contains("\"messages_outbound\": {\"synced_until\"") || state.contains("\"messages_outbound\":{\"synced_until\""), "{state}");
+    assert!(
+        state.contains("\"messages_outbound\": {\"synced_until\"")
+            || state.contains("\"messages_outbound\":{\"synced_until\""),
+        "{state}"
+    );
 
     // The second run is incremental: it starts 24 hours (the lookback) before the bookmark.
-    let (ok, log) = meltano(&meltano_bin, &s.dir, &fake, &["run", "tap-postmark", "target-jsonl"]);
+    let (ok, log) = meltano(
+        &meltano_bin,
+        &s.dir,
+        &fake,
+        &["run", "tap-postmark", "target-jsonl"],
+    );
     assert!(ok, "second meltano run failed:\n{log}");
     let started = log
         .lines()
@@ -126,5 +166,9 @@ plugins:
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("a record count");
-    assert!(n < truth.len() / 4, "the second run reads only the last day: {n} of {}\n{started}", truth.len());
+    assert!(
+        n < truth.len() / 4,
+        "the second run reads only the last day: {n} of {}\n{started}",
+        truth.len()
+    );
 }

@@ -201,6 +201,7 @@ fn gzip_compressed_answers_are_read_the_same() {
 fn every_field_postmark_returns_arrives_unknown_ones_too() {
     let fake = Fake::start(&[]);
     let run = read_all(&fake, json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let records = run.records();
     let with_future = records["messages_outbound"]
         .iter()

@@ -396,3 +396,185 @@ fn singer_mode_reads_past_the_cap_too() {
         .count();
     assert!(in_progress > 0, "checkpoints during the stream");
 }
+
+/// Runs the connector and kills it right after the first STATE line it prints; returns what
+/// it printed until then.
+fn read_until_first_state(
+    fake: &Fake,
+    s: &Scratch,
+    extra: Value,
+    state: Option<&Value>,
+    now: &str,
+) -> Run {
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    );
+    let mut args = vec![
+        "read".to_string(),
+        "--config".into(),
+        cfg,
+        "--catalog".into(),
+        cat,
+        "--now".into(),
+        now.into(),
+    ];
+    if let Some(st) = state {
+        args.push("--state".into());
+        args.push(s.write_json("state.json", st));
+    }
+    let mut child = Command::new(connector_bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let is_state = line.starts_with("{\"type\":\"STATE\"");
+        lines.push(line);
+        if is_state {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    Run::new(0, lines.join("\n") + "\n", String::new())
+}
+
+#[test]
+fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
+    let fake = Fake::start(&["--outbound", "5000"]);
+    let s = Scratch::new("lookback-kill");
+    let first = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // A burst after the first sync makes the second sync's range several windows long.
+    fake.arrive("messages_outbound", 12_000, "2026-11-21T06:00:00Z");
+    let later = "2026-11-22T00:00:00Z";
+    let slow = json!({"max_concurrency": 1});
+    let killed = read_until_first_state(
+        &fake,
+        &s,
+        slow.clone(),
+        Some(&first.airbyte_state_file()),
+        later,
+    );
+    let checkpoint = killed.airbyte_state_file();
+    let until = checkpoint[0]["stream"]["stream_state"]["synced_until"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        until.as_str() > "2026-11-20T11:55:00Z",
+        "no checkpoint inside the lookback: {until}"
+    );
+    let resumed = read_at(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        slow,
+        Some(&checkpoint),
+        later,
+    );
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let got: HashSet<String> = killed
+        .keys("messages_outbound")
+        .into_iter()
+        .chain(resumed.keys("messages_outbound"))
+        .collect();
+    let truth = fake.truth(
+        "messages_outbound",
+        Some(("2026-11-19T11:55:00Z", "2026-11-21T23:55:00Z")),
+    );
+    let missing: Vec<&String> = truth.iter().filter(|k| !got.contains(*k)).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "lookback records lost by the kill: {missing:?}"
+    );
+}
+
+#[test]
+fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
+    let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "150"]);
+    let s = Scratch::new("late-rows");
+    let cfg = s.config(&fake, json!({"max_concurrency": 1}));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    );
+    let mut child = Command::new(connector_bin())
+        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut arrived = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // Once the 'outbound' partition's first page is in, 100 rows appear in its window.
+        if !arrived && line.contains("\"MessageStream\":\"outbound\"") {
+            fake.arrive("messages_outbound", 100, "2026-11-10T00:00:00Z");
+            arrived = true;
+        }
+        lines.push(line);
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(arrived);
+    let run = Run::new(0, lines.join("\n") + "\n", String::new());
+    let got: HashSet<String> = run.keys("messages_outbound").into_iter().collect();
+    let truth = fake.truth("messages_outbound", Some(default_range()));
+    let missing: Vec<&String> = truth.iter().filter(|k| !got.contains(*k)).take(5).collect();
+    assert!(missing.is_empty(), "rows lost: {missing:?}");
+    assert!(
+        run.logs().iter().any(|l| l.contains("grew from")),
+        "the change is reported"
+    );
+}
+
+#[test]
+fn no_checkpoint_ever_runs_ahead_of_the_records_it_covers() {
+    let fake = Fake::start(&[
+        "--outbound",
+        "30000",
+        "--scenario",
+        "hot-second",
+        "--scenario",
+        "big-day",
+    ]);
+    let s = Scratch::new("state-order");
+    let run = read_at(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        json!({"max_concurrency": 6}),
+        None,
+        NOW,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut checkpoints = 0;
+    for line in run.lines() {
+        match line["type"].as_str().unwrap() {
+            "RECORD" => {
+                seen.insert(key_string(&line["record"]["data"]["MessageID"]));
+            }
+            "STATE" => {
+                let until = line["state"]["stream"]["stream_state"]["synced_until"]
+                    .as_str()
+                    .unwrap();
+                for k in fake.truth("messages_outbound", Some((default_range().0, until))) {
+                    assert!(seen.contains(&k), "STATE {until} came before record {k}");
+                }
+                checkpoints += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        checkpoints > 3,
+        "checkpoints during the stream: {checkpoints}"
+    );
+}
