@@ -54,8 +54,12 @@ struct LimiterState {
     penalty: Duration,
 }
 
-const PENALTY_START: Duration = Duration::from_millis(100);
-const PENALTY_MAX: Duration = Duration::from_secs(5);
+// Additive-increase/multiplicative-decrease on the spacing between requests: a 429 doubles
+// the extra spacing (from 50 ms up to 2 s), each success takes a quarter of it away. A
+// server that throttles one request in five settles near no extra spacing; one that
+// throttles every other request pushes the connector down to one request per 2 s.
+const PENALTY_START: Duration = Duration::from_millis(50);
+const PENALTY_MAX: Duration = Duration::from_secs(2);
 
 impl Limiter {
     pub fn new(max_requests_per_second: Option<f64>) -> Limiter {
@@ -99,11 +103,11 @@ impl Limiter {
         }
     }
 
-    /// A success: the slow-down decays by 10%, so throughput recovers after a burst of 429s.
+    /// A success: the slow-down decays by a quarter, so throughput recovers after 429s.
     pub fn succeeded(&self) {
         if let Ok(mut s) = self.state.lock() {
             if !s.penalty.is_zero() {
-                s.penalty = s.penalty.mul_f64(0.9);
+                s.penalty = s.penalty.mul_f64(0.75);
                 if s.penalty < Duration::from_millis(2) {
                     s.penalty = Duration::ZERO;
                 }

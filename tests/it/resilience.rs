@@ -131,3 +131,52 @@ fn a_slow_answer_times_out_and_is_retried() {
     );
     assert!(run.logs().iter().any(|l| l.contains("retry 1")));
 }
+
+#[test]
+fn rate_limited_workers_back_off_together_and_still_return_the_truth() {
+    let fake = Fake::start(&[
+        "--outbound",
+        "20000",
+        "--fail-every",
+        "5",
+        "--fail-status",
+        "429",
+        "--retry-after",
+        "0",
+    ]);
+    let run = read(
+        &fake,
+        &["messages_outbound", "bounces"],
+        json!({"max_concurrency": 4, "max_retries": 10}),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in ["messages_outbound", "bounces"] {
+        assert_exactly(
+            stream,
+            &run.keys(stream),
+            &fake.truth(stream, Some(default_range())),
+        );
+    }
+    assert!(fake.stats()["status_counts"]["429"].as_u64().unwrap() > 5);
+}
+
+#[test]
+fn max_requests_per_second_paces_all_workers_together() {
+    let fake = Fake::start(&[]);
+    let started = Instant::now();
+    let run = read(
+        &fake,
+        &STREAMS,
+        json!({"max_concurrency": 4, "max_requests_per_second": 10}),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let requests = fake.stats()["requests"].as_u64().unwrap();
+    assert!(requests >= 15, "{requests}");
+    // n requests at 10 per second take at least (n - 1) / 10 seconds, however many workers.
+    let floor = (requests - 1) as f64 / 10.0;
+    assert!(
+        started.elapsed().as_secs_f64() >= floor * 0.95,
+        "{:?} for {requests} requests",
+        started.elapsed()
+    );
+}
