@@ -8,17 +8,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn read_all(fake: &Fake, extra: Value) -> Run {
-    let s = Scratch::new("read");
-    let cfg = s.config(fake, extra);
-    let cat = s.write_json("catalog.json", &airbyte_catalog(&STREAMS, "incremental"));
-    run(&["read", "--config", &cfg, "--catalog", &cat])
-}
-
-fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
-    match stream {
-        "templates" | "message_streams" => fake.truth(stream, None),
-        _ => fake.truth(stream, Some(default_range())),
-    }
+    airbyte_read(fake, &Scratch::new("read"), &STREAMS, extra, None, NOW)
 }
 
 #[test]

@@ -8,10 +8,7 @@ use serde_json::json;
 use crate::support::*;
 
 fn read(fake: &Fake, streams: &[&str], extra: serde_json::Value) -> Run {
-    let s = Scratch::new("resilience");
-    let cfg = s.config(fake, extra);
-    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
-    run(&["read", "--config", &cfg, "--catalog", &cat])
+    airbyte_read(fake, &Scratch::new("resilience"), streams, extra, None, NOW)
 }
 
 fn bounce_truth(fake: &Fake) -> Vec<String> {

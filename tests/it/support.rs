@@ -489,3 +489,31 @@ pub fn assert_no_secret(run: &Run, secret: &str) {
     assert!(!run.stdout.contains(secret), "secret on stdout");
     assert!(!run.stderr.contains(secret), "secret on stderr");
 }
+
+/// An Airbyte `read` of `streams` (incremental) against `fake`, as if the sync started at `now`.
+pub fn airbyte_read(
+    fake: &Fake,
+    s: &Scratch,
+    streams: &[&str],
+    extra: Value,
+    state: Option<&Value>,
+    now: &str,
+) -> Run {
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
+    let mut args = vec!["read", "--config", &cfg, "--catalog", &cat];
+    let state_path;
+    if let Some(st) = state {
+        state_path = s.write_json("state.json", st);
+        args.extend(["--state", &state_path]);
+    }
+    run_at(&args, now, None)
+}
+
+/// The fake's keys of `stream` for a default read (time-based streams over `default_range`).
+pub fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
+    match stream {
+        "templates" | "message_streams" => fake.truth(stream, None),
+        _ => fake.truth(stream, Some(default_range())),
+    }
+}

@@ -11,25 +11,6 @@ use crate::support::*;
 
 const TIME_STREAMS: [&str; 3] = ["messages_outbound", "messages_inbound", "bounces"];
 
-fn read_at(
-    fake: &Fake,
-    s: &Scratch,
-    streams: &[&str],
-    extra: Value,
-    state: Option<&Value>,
-    now: &str,
-) -> Run {
-    let cfg = s.config(fake, extra);
-    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
-    let mut args = vec!["read", "--config", &cfg, "--catalog", &cat];
-    let state_path;
-    if let Some(st) = state {
-        state_path = s.write_json("state.json", st);
-        args.extend(["--state", &state_path]);
-    }
-    run_at(&args, now, None)
-}
-
 fn requests_to(fake: &Fake, path: &str) -> usize {
     fake.requests().iter().filter(|r| r["path"] == path).count()
 }
@@ -54,7 +35,7 @@ fn a_big_account_is_read_exactly_past_the_cap_across_dst_and_crowded_seconds() {
     ]);
     let s = Scratch::new("big");
     let start = "2026-03-01T00:00:00Z";
-    let run = read_at(
+    let run = airbyte_read(
         &fake,
         &s,
         &TIME_STREAMS,
@@ -110,7 +91,7 @@ fn capped_total_counts_still_split_down_to_every_row() {
         "--cap-total-count",
     ]);
     let s = Scratch::new("capped");
-    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    let run = airbyte_read(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_exactly(
         "messages_outbound",
@@ -123,7 +104,7 @@ fn capped_total_counts_still_split_down_to_every_row() {
 fn an_unsplittable_second_is_a_loud_warning_or_a_failure_by_choice() {
     let fake = Fake::start(&["--outbound", "500", "--scenario", "unreachable-second"]);
     let s = Scratch::new("unreachable");
-    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    let run = airbyte_read(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let warning = run
         .logs()
@@ -152,7 +133,7 @@ fn an_unsplittable_second_is_a_loud_warning_or_a_failure_by_choice() {
     );
 
     let s = Scratch::new("unreachable-fail");
-    let run = read_at(
+    let run = airbyte_read(
         &fake,
         &s,
         &["messages_outbound"],
@@ -173,12 +154,12 @@ fn an_unsplittable_second_is_a_loud_warning_or_a_failure_by_choice() {
 fn an_incremental_sync_returns_new_records_plus_the_lookback_and_nothing_older() {
     let fake = Fake::start(&["--outbound", "5000"]);
     let s = Scratch::new("incremental");
-    let first = read_at(&fake, &s, &TIME_STREAMS, json!({}), None, NOW);
+    let first = airbyte_read(&fake, &s, &TIME_STREAMS, json!({}), None, NOW);
     assert_eq!(first.code, 0, "{}", first.stderr);
     fake.arrive("messages_outbound", 300, "2026-11-20T12:30:00Z");
     fake.arrive("bounces", 40, "2026-11-20T12:40:00Z");
     let later = "2026-11-20T14:00:00Z";
-    let second = read_at(
+    let second = airbyte_read(
         &fake,
         &s,
         &TIME_STREAMS,
@@ -219,7 +200,7 @@ fn every_accepted_state_form_starts_at_the_same_place() {
     for form in forms {
         fake.reset_stats();
         let s = Scratch::new("state-forms");
-        let run = read_at(
+        let run = airbyte_read(
             &fake,
             &s,
             &["bounces"],
@@ -249,7 +230,7 @@ fn a_far_future_state_reads_nothing_and_keeps_its_state() {
     let fake = Fake::start(&[]);
     let s = Scratch::new("future-state");
     let st = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"}, "stream_state": {"synced_until": "2099-01-01T00:00:00Z"}}}]);
-    let run = read_at(&fake, &s, &["bounces"], json!({}), Some(&st), NOW);
+    let run = airbyte_read(&fake, &s, &["bounces"], json!({}), Some(&st), NOW);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.of_type("RECORD").is_empty());
     assert_eq!(
@@ -269,7 +250,7 @@ fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
         "2",
     ]);
     let s = Scratch::new("arrivals");
-    let run = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    let run = airbyte_read(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_exactly(
         "messages_outbound",
@@ -320,7 +301,7 @@ fn a_killed_sync_resumes_from_its_last_state_without_loss() {
         .to_string();
     assert_eq!(state[0]["stream"]["stream_state"]["in_progress"], true);
 
-    let second = read_at(
+    let second = airbyte_read(
         &fake,
         &s,
         &["messages_outbound"],
@@ -362,7 +343,7 @@ fn a_killed_sync_resumes_from_its_last_state_without_loss() {
 fn a_wrong_account_time_zone_is_reported_loudly() {
     let fake = Fake::start(&["--zone", "utc", "--outbound", "3000"]);
     let s = Scratch::new("zone");
-    let run = read_at(
+    let run = airbyte_read(
         &fake,
         &s,
         &["messages_outbound"],
@@ -448,7 +429,7 @@ fn read_until_first_state(
 fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
     let fake = Fake::start(&["--outbound", "5000"]);
     let s = Scratch::new("lookback-kill");
-    let first = read_at(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    let first = airbyte_read(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
     assert_eq!(first.code, 0, "{}", first.stderr);
     // A burst after the first sync makes the second sync's range several windows long.
     fake.arrive("messages_outbound", 12_000, "2026-11-21T06:00:00Z");
@@ -470,7 +451,7 @@ fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
         until.as_str() > "2026-11-20T11:55:00Z",
         "no checkpoint inside the lookback: {until}"
     );
-    let resumed = read_at(
+    let resumed = airbyte_read(
         &fake,
         &s,
         &["messages_outbound"],
@@ -545,7 +526,7 @@ fn no_checkpoint_ever_runs_ahead_of_the_records_it_covers() {
         "big-day",
     ]);
     let s = Scratch::new("state-order");
-    let run = read_at(
+    let run = airbyte_read(
         &fake,
         &s,
         &["messages_outbound"],
