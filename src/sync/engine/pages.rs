@@ -1,0 +1,197 @@
+//! Pages: what happens when a page arrives (schedule the rest of its window, notice windows
+//! that changed while being read) and how its records reach the output.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, InFlight, Phase, TaskId};
+use crate::error::Error;
+use crate::protocol::Level;
+use crate::record::{parse_page, ShapeError};
+use crate::streams::Cursor;
+use crate::sync::windows::{self, page_offsets, OFFSET_CAP};
+
+impl<W: Write> Engine<'_, '_, W> {
+    pub(super) fn on_page(
+        &mut self,
+        job: InFlight,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let spec = self.runs[job.stream].selected.spec;
+        let page = match parse_page(body, spec.records_key) {
+            Ok(p) => p,
+            Err(detail) => {
+                let context = format!("reading '{}'", spec.name);
+                return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
+            }
+        };
+        if job.offset == 0 && job.count.is_some() {
+            let total = page.total;
+            self.estimate(job.task, total)?;
+            self.report_total_to_parent(job.task, total.unwrap_or(page.records.len() as u64));
+            if total.unwrap_or(0) >= u64::from(OFFSET_CAP) {
+                if self.split(job.task, total) {
+                    return Ok(());
+                }
+                self.unreachable(job.task, total.unwrap_or(0) - u64::from(OFFSET_CAP))?;
+                if self.runs[job.stream].phase == Phase::Failed {
+                    return Ok(());
+                }
+            }
+            match total {
+                Some(t) => {
+                    if let Some(task) = self.tasks.get_mut(&job.task) {
+                        task.known_total = t;
+                    }
+                    self.schedule_pages(job.task, t);
+                }
+                None => self.maybe_next_page(&job, page.records.len()),
+            }
+        } else if job.offset > 0 && self.tasks.contains_key(&job.task) {
+            match page.total {
+                // Without a TotalCount, page until a short page.
+                None => self.maybe_next_page(&job, page.records.len()),
+                Some(total) => self.check_page(&job, total, page.records.len())?,
+            }
+        }
+        self.emit_page(&job, &page.records, at)?;
+        if let Some(task) = self.tasks.get_mut(&job.task) {
+            task.pages_pending = task.pages_pending.saturating_sub(1);
+            if task.pages_pending == 0 && task.children_pending == 0 {
+                self.complete(job.task)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the pages of a task up to `total` rows (or the cap) not queued yet.
+    pub(super) fn schedule_pages(&mut self, task_id: TaskId, total: u64) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let pages: Vec<(u32, u32)> = page_offsets(task.scheduled_to, total).collect();
+        task.pages_pending += pages.len();
+        if let Some(&(o, c)) = pages.last() {
+            task.scheduled_to = o + c;
+        }
+        for (o, c) in pages {
+            self.enqueue(task_id, o, Some(c));
+        }
+    }
+
+    /// A later page of a closed window should agree with its first page. If Postmark indexed
+    /// rows late and the window grew, the new offsets are read too (nothing is lost; rows at
+    /// page boundaries may repeat). If a page is short, rows vanished meanwhile.
+    pub(super) fn check_page(
+        &mut self,
+        job: &InFlight,
+        total: u64,
+        got: usize,
+    ) -> Result<(), Error> {
+        let Some(task) = self.tasks.get_mut(&job.task) else {
+            return Ok(());
+        };
+        let name = self.runs[job.stream].name();
+        let before = task.known_total;
+        if total > before {
+            task.known_total = total;
+            let msg = format!(
+                "{name}: a window grew from {before} to {total} rows while it was read \
+                 (Postmark indexed rows late); the new rows are read too, and a few rows \
+                 near page boundaries may be emitted twice"
+            );
+            self.out.log(Level::Warn, &msg)?;
+            self.schedule_pages(job.task, total);
+            let cap = u64::from(OFFSET_CAP);
+            if total > cap && before <= cap {
+                self.unreachable(job.task, total - cap)?;
+            }
+            return Ok(());
+        }
+        let expected = job
+            .count
+            .map(u64::from)
+            .unwrap_or(0)
+            .min(total.saturating_sub(u64::from(job.offset)));
+        if (got as u64) < expected {
+            let msg = format!(
+                "{name}: a page at offset {} returned {got} of {expected} expected rows; rows \
+                 vanished from Postmark during the sync (at the retention edge they expire), \
+                 so neighbouring rows may have shifted past this page",
+                job.offset
+            );
+            self.out.log(Level::Warn, &msg)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn maybe_next_page(&mut self, job: &InFlight, got: usize) {
+        let Some(count) = job.count else { return };
+        if got as u32 >= count {
+            if let Some(next) = windows::next_count(job.offset + count) {
+                if let Some(task) = self.tasks.get_mut(&job.task) {
+                    task.pages_pending += 1;
+                }
+                self.enqueue(job.task, job.offset + count, Some(next));
+            }
+        }
+    }
+
+    pub(super) fn emit_page(
+        &mut self,
+        job: &InFlight,
+        records: &[&serde_json::value::RawValue],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let window = match self.runs[job.stream].selected.spec.cursor {
+            Cursor::Field(_) => self.tasks.get(&job.task).and_then(|t| t.window),
+            _ => None,
+        };
+        self.out.begin_page(at);
+        let run = &mut self.runs[job.stream];
+        let name = run.selected.spec.name;
+        let out = &mut *self.out;
+        let tally = run
+            .shaper
+            .shape_page(records, window, &mut self.buf, &mut |line| {
+                out.record(name, line)
+            })
+            .map_err(|e| match e {
+                ShapeError::Emit(e) => e,
+                ShapeError::Malformed(detail) => Error::UnexpectedResponse {
+                    context: format!("reading '{name}'"),
+                    detail,
+                },
+            });
+        let tally = match tally {
+            Ok(t) => t,
+            Err(e @ Error::Stdout(_)) => return Err(e),
+            Err(e) => return self.fail_stream(job.stream, e),
+        };
+        let run = &mut self.runs[job.stream];
+        run.records += tally.emitted;
+        run.records_since_state += tally.emitted;
+        run.pages += 1;
+        if tally.far_outside > 0 && !run.warned_zone {
+            run.warned_zone = true;
+            let msg = format!(
+                "{name}: Postmark returned {} records more than a minute outside the requested window; \
+                 its date filter is not reading US Eastern time for this account, so records may be missed. \
+                 Please report this with your account's time-zone setting",
+                tally.far_outside
+            );
+            self.out.log(Level::Warn, &msg)?;
+        }
+        if tally.no_cursor > 0 && !run.warned_cursor {
+            run.warned_cursor = true;
+            let msg = format!(
+                "{name}: {} records have no readable cursor field; they are emitted as they are",
+                tally.no_cursor
+            );
+            self.out.log(Level::Warn, &msg)?;
+        }
+        self.out.flush()
+    }
+}

@@ -1,0 +1,145 @@
+//! The worker pool: threads that only perform HTTP requests (with retries and the shared
+//! limiter) and hand bodies back to the main thread, plus the query each page needs.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::super::windows::Window;
+use crate::client::{Client, Request};
+use crate::eastern;
+use crate::error::Error;
+use crate::streams::{self, Cursor};
+
+pub(super) struct Job {
+    pub id: u64,
+    pub request: Request,
+    pub context: String,
+}
+
+pub(super) enum WorkerMsg {
+    Done {
+        id: u64,
+        result: Result<String, Error>,
+        at: DateTime<Utc>,
+    },
+    Retrying(String),
+}
+
+pub(super) fn spawn_workers(
+    n: usize,
+    client: &Arc<Client>,
+    jobs: Receiver<Job>,
+    results: Sender<WorkerMsg>,
+) {
+    let jobs = Arc::new(Mutex::new(jobs));
+    for _ in 0..n {
+        let jobs = Arc::clone(&jobs);
+        let results = results.clone();
+        let client = Arc::clone(client);
+        thread::spawn(move || loop {
+            let job = {
+                let Ok(rx) = jobs.lock() else { return };
+                match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            };
+            let retry_tx = results.clone();
+            let mut on_retry = |m: String| {
+                let _ = retry_tx.send(WorkerMsg::Retrying(m));
+            };
+            let result = client.get(&job.request, &job.context, &mut on_retry);
+            let msg = WorkerMsg::Done {
+                id: job.id,
+                result,
+                at: Utc::now(),
+            };
+            if results.send(msg).is_err() {
+                return;
+            }
+        });
+    }
+}
+
+/// The query for one page of one task.
+pub(super) fn build_request(
+    spec: &'static streams::StreamSpec,
+    partition: Option<&str>,
+    filters: &[(&'static str, &'static str)],
+    window: Option<Window>,
+    page: Option<(u32, u32)>,
+) -> Request {
+    let mut query: Vec<(&'static str, String)> = Vec::with_capacity(8);
+    if let Some((offset, count)) = page {
+        query.push(("count", count.to_string()));
+        query.push(("offset", offset.to_string()));
+    }
+    if let Some((start, end)) = window {
+        // Both filter ends are inclusive to the second. With a cursor field the window's end
+        // second is included and the record filter drops it; without one (inbound) the
+        // query itself must stop one second before the end.
+        let last = match spec.cursor {
+            Cursor::WindowEnd => end - Duration::seconds(1),
+            _ => end,
+        };
+        query.push(("fromdate", eastern::format_filter(start)));
+        query.push(("todate", eastern::format_filter(last)));
+    }
+    if let Some(ms) = partition {
+        query.push(("messagestream", ms.to_string()));
+    }
+    for (k, v) in filters {
+        query.push((k, v.to_string()));
+    }
+    for (k, v) in spec.extra_query {
+        query.push((k, v.to_string()));
+    }
+    Request {
+        path: spec.path,
+        query,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_windows_stop_one_second_early_and_cursor_windows_do_not() {
+        let s = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let e = s + Duration::hours(1);
+        let inbound = build_request(
+            streams::find("messages_inbound").unwrap(),
+            None,
+            &[],
+            Some((s, e)),
+            Some((0, 500)),
+        );
+        assert!(inbound
+            .query
+            .contains(&("todate", "2026-06-30T20:59:59".into())));
+        assert!(inbound
+            .query
+            .contains(&("fromdate", "2026-06-30T20:00:00".into())));
+        let outbound = build_request(
+            streams::find("messages_outbound").unwrap(),
+            Some("broadcast"),
+            &[("status", "sent")],
+            Some((s, e)),
+            Some((500, 500)),
+        );
+        assert!(outbound
+            .query
+            .contains(&("todate", "2026-06-30T21:00:00".into())));
+        assert!(outbound
+            .query
+            .contains(&("messagestream", "broadcast".into())));
+        assert!(outbound.query.contains(&("status", "sent".into())));
+        assert!(outbound.query.contains(&("offset", "500".into())));
+    }
+}
