@@ -90,6 +90,28 @@ pub fn parse_page<'a>(body: &'a str, records_key: &str) -> Result<Page<'a>, Stri
 /// time zone.
 const FAR_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
+/// The oldest value of `field` among `records` and how many records had one: the time span
+/// the first page of a window covers.
+pub fn oldest_cursor(records: &[&RawValue], field: &str) -> Option<(DateTime<Utc>, u64)> {
+    let mut oldest: Option<DateTime<Utc>> = None;
+    let mut rows = 0;
+    for raw in records {
+        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+            continue;
+        };
+        let t = obj
+            .0
+            .iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| normalise_datetime(v.get()));
+        if let Some(t) = t {
+            rows += 1;
+            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+    }
+    oldest.map(|o| (o, rows))
+}
+
 /// How records of one stream are rewritten.
 pub struct Shaper {
     datetime_fields: Vec<String>,

@@ -41,10 +41,26 @@ pub fn remaining_offsets(total: u64) -> impl Iterator<Item = (u32, u32)> {
     page_offsets(PAGE_SIZE, total)
 }
 
-/// Splits `window` into pieces of about [`TARGET_ROWS`] rows each, assuming `total` rows spread
-/// evenly. Boundaries are whole seconds moved out of the repeated autumn hour. Returns `None`
-/// when the window cannot be split in time (one second, or no legal boundary inside).
-pub fn split_time(window: Window, total: Option<u64>) -> Option<Vec<Window>> {
+/// What the first page of a too-large window showed: its rows (newest first) reach back to
+/// `oldest`. It tells how dense the newest part of the window is.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub oldest: DateTime<Utc>,
+    pub rows: u64,
+}
+
+/// Splits `window` into pieces of about [`TARGET_ROWS`] rows each. Without a sample, or when
+/// the sample matches an even spread, the pieces are even in time. When the sample shows the
+/// rows crowding the newest part (a long `start_date` over a short retention, say), the
+/// pieces go where the rows are and the sparse older part becomes a single piece, so empty
+/// windows do not each cost a request. Boundaries are whole seconds moved out of the
+/// repeated autumn hour. Returns `None` when the window cannot be split in time (one
+/// second, or no legal boundary inside).
+pub fn split_time(
+    window: Window,
+    total: Option<u64>,
+    sample: Option<Sample>,
+) -> Option<Vec<Window>> {
     let (start, end) = window;
     let span = (end - start).num_seconds();
     if span <= 1 {
@@ -53,21 +69,45 @@ pub fn split_time(window: Window, total: Option<u64>) -> Option<Vec<Window>> {
     let pieces = total
         .map(|t| t.div_ceil(TARGET_ROWS))
         .unwrap_or(2)
-        .clamp(2, MAX_PIECES)
-        .min(span as u64) as i64;
-    let mut bounds = vec![start];
-    for i in 1..pieces {
-        let b = start + Duration::seconds(span * i / pieces);
-        let b = eastern::snap_boundary(b);
-        if b > *bounds.last().unwrap_or(&start) && b < end {
-            bounds.push(b);
+        .clamp(2, MAX_PIECES);
+    let dense_from = match (total, sample) {
+        (Some(t), Some(s)) if s.rows > 0 && s.oldest > start && s.oldest < end => {
+            // Seconds the whole count would need at the newest part's density, with margin.
+            let newest_span = (end - s.oldest).num_seconds().max(1) as f64;
+            let needed = newest_span * t as f64 / s.rows as f64 * 1.25;
+            (needed < span as f64 / 2.0).then(|| end - Duration::seconds(needed.ceil() as i64))
         }
+        _ => None,
+    };
+    let mut bounds = vec![start];
+    let even_from = match dense_from {
+        Some(d) => {
+            push_bound(&mut bounds, d, end);
+            *bounds.last().unwrap_or(&start)
+        }
+        None => start,
+    };
+    let even_span = (end - even_from).num_seconds();
+    let n = pieces.min(even_span.max(1) as u64) as i64;
+    for i in 1..n {
+        push_bound(
+            &mut bounds,
+            even_from + Duration::seconds(even_span * i / n),
+            end,
+        );
     }
     if bounds.len() < 2 {
         return None;
     }
     bounds.push(end);
     Some(bounds.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+fn push_bound(bounds: &mut Vec<DateTime<Utc>>, b: DateTime<Utc>, end: DateTime<Utc>) {
+    let b = eastern::snap_boundary(floor_second(b));
+    if bounds.last().is_some_and(|last| b > *last) && b < end {
+        bounds.push(b);
+    }
 }
 
 /// Whole seconds: windows and their filters work at second granularity.
@@ -102,31 +142,59 @@ mod tests {
     #[test]
     fn splits_follow_the_total_and_cover_the_window_exactly() {
         let w = (at("2026-10-01T00:00:00Z"), at("2026-10-11T00:00:00Z"));
-        let pieces = split_time(w, Some(80_000)).unwrap();
+        let pieces = split_time(w, Some(80_000), None).unwrap();
         assert_eq!(pieces.len(), 10);
         assert_eq!(pieces[0].0, w.0);
         assert_eq!(pieces.last().unwrap().1, w.1);
         assert!(pieces.windows(2).all(|p| p[0].1 == p[1].0));
-        assert_eq!(split_time(w, None).unwrap().len(), 2);
+        assert_eq!(split_time(w, None, None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rows_crowding_the_newest_part_get_the_pieces_and_the_rest_is_one_window() {
+        // 365 days asked for, but the newest 500 of 90,000 rows span 6 hours: the rows fit
+        // in the last ~47 days, so that is where the pieces go.
+        let w = (at("2025-11-20T00:00:00Z"), at("2026-11-20T00:00:00Z"));
+        let sample = Sample {
+            oldest: at("2026-11-19T18:00:00Z"),
+            rows: 500,
+        };
+        let pieces = split_time(w, Some(90_000), Some(sample)).unwrap();
+        assert_eq!(pieces[0].0, w.0);
+        assert!(
+            pieces[0].1 > at("2026-09-01T00:00:00Z") && pieces[0].1 < at("2026-10-15T00:00:00Z"),
+            "{:?}",
+            pieces[0]
+        );
+        assert_eq!(pieces.len(), 1 + 12);
+        assert!(pieces.windows(2).all(|p| p[0].1 == p[1].0));
+        assert_eq!(pieces.last().unwrap().1, w.1);
+        // An even spread keeps even pieces.
+        let even = Sample {
+            oldest: at("2026-11-18T00:00:00Z"),
+            rows: 500,
+        };
+        let pieces = split_time(w, Some(90_000), Some(even)).unwrap();
+        assert_eq!(pieces.len(), 12);
     }
 
     #[test]
     fn one_second_cannot_be_split_in_time() {
         let s = at("2026-10-01T00:00:00Z");
-        assert!(split_time((s, s + Duration::seconds(1)), Some(20_000)).is_none());
-        let two = split_time((s, s + Duration::seconds(2)), Some(1_000_000)).unwrap();
+        assert!(split_time((s, s + Duration::seconds(1)), Some(20_000), None).is_none());
+        let two = split_time((s, s + Duration::seconds(2)), Some(1_000_000), None).unwrap();
         assert_eq!(two.len(), 2);
     }
 
     #[test]
     fn no_boundary_lands_in_the_repeated_autumn_hour() {
         let w = (at("2026-11-01T04:00:00Z"), at("2026-11-01T08:00:00Z"));
-        for p in split_time(w, Some(1_000_000)).unwrap() {
+        for p in split_time(w, Some(1_000_000), None).unwrap() {
             assert!(!eastern::is_ambiguous(p.0));
             assert!(!eastern::is_ambiguous(p.1 - Duration::seconds(1)));
         }
         // A window inside the ambiguous zone cannot be split in time at all.
         let inside = (at("2026-11-01T05:00:00Z"), at("2026-11-01T07:00:00Z"));
-        assert!(split_time(inside, Some(50_000)).is_none());
+        assert!(split_time(inside, Some(50_000), None).is_none());
     }
 }

@@ -389,7 +389,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {
                 self.estimate(job.task, None)?;
                 self.forget_parent_total(job.task);
-                if !self.split(job.task, None) {
+                if !self.split(job.task, None, None) {
                     self.fail_stream(job.stream, e)?;
                 }
                 Ok(())

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use super::{Engine, InFlight, Phase, TaskId};
 use crate::error::Error;
 use crate::protocol::Level;
-use crate::record::{parse_page, ShapeError};
+use crate::record::{oldest_cursor, parse_page, ShapeError};
 use crate::streams::Cursor;
-use crate::sync::windows::{self, page_offsets, OFFSET_CAP};
+use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP};
 
 impl<W: Write> Engine<'_, '_, W> {
     pub(super) fn on_page(
@@ -32,7 +32,11 @@ impl<W: Write> Engine<'_, '_, W> {
             self.estimate(job.task, total)?;
             self.report_total_to_parent(job.task, total.unwrap_or(page.records.len() as u64));
             if total.unwrap_or(0) >= u64::from(OFFSET_CAP) {
-                if self.split(job.task, total) {
+                let sample = spec
+                    .cursor_field()
+                    .and_then(|field| oldest_cursor(&page.records, field))
+                    .map(|(oldest, rows)| Sample { oldest, rows });
+                if self.split(job.task, total, sample) {
                     return Ok(());
                 }
                 self.unreachable(job.task, total.unwrap_or(0) - u64::from(OFFSET_CAP))?;

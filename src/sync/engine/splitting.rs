@@ -8,11 +8,17 @@ use super::{Engine, Filters, TaskId};
 use crate::error::Error;
 use crate::protocol::Level;
 use crate::sync::stream::fmt_time;
-use crate::sync::windows::{split_time, Window};
+use crate::sync::windows::{split_time, Sample, Window};
 
 impl<W: Write> Engine<'_, '_, W> {
-    /// Splits a task whose window holds too many rows: in time, else by the next filter.
-    pub(super) fn split(&mut self, task_id: TaskId, total: Option<u64>) -> bool {
+    /// Splits a task whose window holds too many rows: in time (guided by what its first
+    /// page showed), else by the next filter.
+    pub(super) fn split(
+        &mut self,
+        task_id: TaskId,
+        total: Option<u64>,
+        sample: Option<Sample>,
+    ) -> bool {
         let Some(task) = self.tasks.get(&task_id) else {
             return false;
         };
@@ -24,7 +30,7 @@ impl<W: Write> Engine<'_, '_, W> {
         );
         let spec = self.runs[stream].selected.spec;
         let children: Vec<(Filters, Option<Window>)> =
-            match window.and_then(|w| split_time(w, total)) {
+            match window.and_then(|w| split_time(w, total, sample)) {
                 Some(pieces) => pieces
                     .into_iter()
                     .map(|p| (filters.clone(), Some(p)))
