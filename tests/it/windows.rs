@@ -476,11 +476,16 @@ fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
     );
 }
 
-#[test]
-fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
-    let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "150"]);
+/// Reads `messages_outbound` one request at a time and, once the first page of the
+/// `outbound` message stream has been emitted, lets `count` rows appear at `at` (inside the
+/// window being read), as if Postmark had indexed them late.
+fn read_while_rows_arrive(fake: &Fake, count: u32, at: &str, extra: Value) -> Run {
     let s = Scratch::new("late-rows");
-    let cfg = s.config(&fake, json!({"max_concurrency": 1}));
+    let mut config = json!({"max_concurrency": 1});
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let cfg = s.config(fake, config);
     let cat = s.write_json(
         "catalog.json",
         &airbyte_catalog(&["messages_outbound"], "incremental"),
@@ -495,24 +500,83 @@ fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
     let mut arrived = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        // Once the 'outbound' partition's first page is in, 100 rows appear in its window.
         if !arrived && line.contains("\"MessageStream\":\"outbound\"") {
-            fake.arrive("messages_outbound", 100, "2026-11-10T00:00:00Z");
+            fake.arrive("messages_outbound", count, at);
             arrived = true;
         }
         lines.push(line);
     }
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
     assert!(arrived);
-    let run = Run::new(0, lines.join("\n") + "\n", String::new());
+    Run::new(
+        status.code().unwrap_or(-1),
+        lines.join("\n") + "\n",
+        String::new(),
+    )
+}
+
+fn missing_keys(run: &Run, fake: &Fake) -> Vec<String> {
     let got: HashSet<String> = run.keys("messages_outbound").into_iter().collect();
     let truth = fake.truth("messages_outbound", Some(default_range()));
-    let missing: Vec<&String> = truth.iter().filter(|k| !got.contains(*k)).take(5).collect();
-    assert!(missing.is_empty(), "rows lost: {missing:?}");
-    assert!(
-        run.logs().iter().any(|l| l.contains("grew from")),
-        "the change is reported"
+    truth
+        .into_iter()
+        .filter(|k| !got.contains(k))
+        .take(5)
+        .collect()
+}
+
+#[test]
+fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
+    // Rows appearing in the part of the window already read (newest first) and in the part
+    // not read yet: either way the window is read again and nothing is missing.
+    for at in ["2026-11-20T11:00:00Z", "2026-11-10T00:00:00Z"] {
+        let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "60"]);
+        let run = read_while_rows_arrive(&fake, 100, at, json!({}));
+        assert_eq!(run.code, 0);
+        assert_eq!(
+            missing_keys(&run, &fake),
+            Vec::<String>::new(),
+            "rows arriving at {at}"
+        );
+        assert!(
+            run.logs().iter().any(|l| l.contains("grew from")),
+            "the change is reported"
+        );
+    }
+}
+
+#[test]
+fn a_window_that_grows_past_the_cap_while_read_is_split_not_truncated() {
+    // About 9,960 rows in the 'outbound' message stream: one window, until 400 more appear.
+    let fake = Fake::start(&["--outbound", "14040", "--latency-ms", "20"]);
+    let run = read_while_rows_arrive(
+        &fake,
+        400,
+        "2026-11-12T00:00:00Z",
+        json!({"fail_on_unreachable_rows": true}),
     );
+    assert_eq!(
+        run.code,
+        0,
+        "the grown window is reachable: {:?}",
+        run.logs()
+    );
+    assert_eq!(missing_keys(&run, &fake), Vec::<String>::new());
+    assert!(!run.logs().iter().any(|l| l.contains("unreachable")));
+    let grew = run
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("grew from"))
+        .expect("growth reported");
+    let to: u64 = grew
+        .split(" to ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(to >= 10_000, "the window crossed the cap: {grew}");
+    assert_valid_airbyte(&run);
 }
 
 #[test]

@@ -116,14 +116,14 @@ pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"BouncedAt\":\"");
     push_eastern_7(out, r.t);
     out.extend_from_slice(b"\",\"DumpAvailable\":");
-    boolean(out, (h >> 8) % 3 != 0);
+    boolean(out, !(h >> 8).is_multiple_of(3));
     let hard = matches!(code, 1 | 100_000 | 100_001 | 100_002 | 100_006);
     out.extend_from_slice(b",\"Inactive\":");
-    boolean(out, hard && (h >> 12) % 8 != 0);
+    boolean(out, hard && !(h >> 12).is_multiple_of(8));
     out.extend_from_slice(b",\"CanActivate\":");
     boolean(out, code != 100_001);
     out.extend_from_slice(b",\"Subject\":");
-    subject(out, h >> 20, (h >> 16) % 4 == 0);
+    subject(out, h >> 20, (h >> 16).is_multiple_of(4));
     out.push(b'}');
 }
 

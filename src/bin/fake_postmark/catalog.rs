@@ -166,7 +166,7 @@ pub fn template_id(i: usize) -> u64 {
 }
 
 pub fn template_is_layout(i: usize) -> bool {
-    i % 6 == 0
+    i.is_multiple_of(6)
 }
 
 /// Appends one template summary object.
@@ -204,7 +204,7 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     out.extend_from_slice(b",\"TemplateType\":");
     json::string(out, if layout { "Layout" } else { "Standard" }, false);
     out.extend_from_slice(b",\"LayoutTemplate\":");
-    if layout || i % 3 == 0 {
+    if layout || i.is_multiple_of(3) {
         out.extend_from_slice(b"null");
     } else {
         json::string(out, &format!("layout-{}", i / 6 * 6), false);

@@ -102,7 +102,7 @@ pub fn subject(out: &mut Vec<u8>, h: u64, ascii: bool) {
 pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     let h = mix(r.id ^ SALT_OUT ^ 0xa5a5);
     let h2 = mix(h);
-    let ascii = h2 % 4 == 0;
+    let ascii = h2.is_multiple_of(4);
     let broadcast = stream == S_BROADCAST || stream == S_PROMO;
     out.push(b'{');
     match h % 16 {
@@ -130,9 +130,9 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"MessageStream\":");
     string(out, STREAMS[stream].id, false);
     // Recipients: one or two To, sometimes a Cc and a Bcc.
-    let to2 = (h >> 24) % 20 == 0;
-    let cc = (h >> 28) % 8 == 0;
-    let bcc = (h >> 31) % 25 == 0;
+    let to2 = (h >> 24).is_multiple_of(20);
+    let cc = (h >> 28).is_multiple_of(8);
+    let bcc = (h >> 31).is_multiple_of(25);
     out.extend_from_slice(b",\"To\":[");
     address(out, h2, ascii);
     if to2 {
@@ -178,7 +178,7 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"Subject\":");
     subject(out, h >> 37, ascii);
     out.extend_from_slice(b",\"Attachments\":[");
-    if (h >> 42) % 10 == 0 {
+    if (h >> 42).is_multiple_of(10) {
         out.extend_from_slice(b"\"invoice.pdf\"");
     }
     out.extend_from_slice(b"],\"Status\":");
@@ -189,7 +189,7 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     let links = ["HtmlAndText", "None", "HtmlOnly", "TextOnly"];
     string(out, links[((h >> 46) % 4) as usize], false);
     out.extend_from_slice(b",\"Metadata\":");
-    if (h >> 48) % 3 == 0 {
+    if (h >> 48).is_multiple_of(3) {
         out.extend_from_slice(b"{}");
     } else {
         out.extend_from_slice(b"{\"user-id\":\"");
@@ -197,7 +197,7 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
         out.extend_from_slice(b"\",\"env\":\"prod\"}");
     }
     out.extend_from_slice(b",\"Sandboxed\":");
-    boolean(out, (h >> 53) % 50 == 0);
+    boolean(out, (h >> 53).is_multiple_of(50));
     if h2 % 50 == 7 {
         out.extend_from_slice(b",\"FutureField\":{\"Nested\":[1,\"two\",null]}");
     }
@@ -210,10 +210,10 @@ pub fn inbound(out: &mut Vec<u8>, r: &Rec) {
     const ZONES: [i64; 7] = [3600, 0, -8 * 3600, 19_800, 9 * 3600, -3 * 3600, 7200];
     let h = mix(r.id ^ SALT_IN ^ 0x1b1b);
     let h2 = mix(h);
-    let ascii = h2 % 4 == 0;
+    let ascii = h2.is_multiple_of(4);
     let (name, _) = PEOPLE[(h2 % 8) as usize];
-    let named = (h >> 3) % 4 != 0;
-    let mailbox = if (h >> 5) % 3 == 0 {
+    let named = !(h >> 3).is_multiple_of(4);
+    let mailbox = if (h >> 5).is_multiple_of(3) {
         String::new()
     } else {
         format!("ticket-{}", (h >> 8) % 10_000)
@@ -247,13 +247,13 @@ pub fn inbound(out: &mut Vec<u8>, r: &Rec) {
     out.extend_from_slice(b",\"MailboxHash\":");
     string(out, &mailbox, false);
     out.extend_from_slice(b"}],");
-    if (h >> 24) % 10 == 0 {
+    if (h >> 24).is_multiple_of(10) {
         out.extend_from_slice(b"\"Cc\":\"\\\"Lee Park\\\" <lee.park@example.org>\",\"CcFull\":[{\"Email\":\"lee.park@example.org\",\"Name\":\"Lee Park\",\"MailboxHash\":\"\"}],");
     } else {
         out.extend_from_slice(b"\"Cc\":\"\",\"CcFull\":[],");
     }
     out.extend_from_slice(b"\"ReplyTo\":");
-    if (h >> 28) % 5 == 0 {
+    if (h >> 28).is_multiple_of(5) {
         email(out, mix(h2));
     } else {
         out.extend_from_slice(b"\"\"");
@@ -273,7 +273,7 @@ pub fn inbound(out: &mut Vec<u8>, r: &Rec) {
     out.extend_from_slice(b",\"Status\":");
     string(out, INBOUND_STATUS[usize::from(r.kind) % 5], false);
     out.extend_from_slice(b",\"MessageStream\":\"inbound\",\"Attachments\":[");
-    if (h >> 44) % 6 == 0 {
+    if (h >> 44).is_multiple_of(6) {
         out.extend_from_slice(
             b"{\"Name\":\"screenshot.png\",\"ContentType\":\"image/png\",\"ContentLength\":",
         );

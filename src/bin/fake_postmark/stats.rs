@@ -103,13 +103,13 @@ impl Control {
             .get_mut(route)
             .and_then(VecDeque::pop_front);
         let f = scripted.or_else(|| {
-            if p.drop_every > 0 && n % p.drop_every == 0 {
+            if p.drop_every > 0 && n.is_multiple_of(p.drop_every) {
                 Some(Fault {
                     status: 0,
                     retry_after: None,
                     delay_ms: 0,
                 })
-            } else if p.fail_every > 0 && n % p.fail_every == 0 {
+            } else if p.fail_every > 0 && n.is_multiple_of(p.fail_every) {
                 Some(Fault {
                     status: p.fail_status,
                     retry_after: p.retry_after,
@@ -127,7 +127,7 @@ impl Control {
     pub fn queue_faults(&self, route: &str, fault: Fault, count: usize) -> usize {
         let mut map = lock(&self.faults);
         let q = map.entry(route.to_string()).or_default();
-        q.extend(std::iter::repeat(fault).take(count));
+        q.extend(std::iter::repeat_n(fault, count));
         q.len()
     }
 

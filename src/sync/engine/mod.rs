@@ -53,9 +53,12 @@ struct Task {
     split: bool,
     children_total: u64,
     /// The largest `TotalCount` seen for this task's query.
-    known_total: u64,
+    known_total: Option<u64>,
     /// Pages are queued for offsets below this.
     scheduled_to: u32,
+    /// Bumped when the window changed under us and is read again: pages of an older
+    /// generation are dropped, not emitted.
+    generation: u32,
 }
 
 /// A page waiting for a worker, ordered oldest window first within a stream.
@@ -63,6 +66,7 @@ struct Task {
 struct Pending {
     key: (usize, i64, TaskId, u32),
     count: Option<u32>,
+    generation: u32,
 }
 
 struct InFlight {
@@ -70,6 +74,7 @@ struct InFlight {
     task: TaskId,
     offset: u32,
     count: Option<u32>,
+    generation: u32,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -265,8 +270,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 expected_total: None,
                 children_total: 0,
                 split: false,
-                known_total: 0,
+                known_total: None,
                 scheduled_to: PAGE_SIZE,
+                generation: 0,
             },
         );
         self.runs[stream].open_tasks += 1;
@@ -285,6 +291,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         self.queue.push(Reverse(Pending {
             key: (t.stream, start, task, offset),
             count,
+            generation: t.generation,
         }));
     }
 
@@ -332,6 +339,11 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let Some(task) = self.tasks.get(&task_id) else {
                 continue;
             };
+            if task.generation != p.generation {
+                // Superseded by a re-read of its window.
+                self.page_done(task_id)?;
+                continue;
+            }
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
@@ -358,6 +370,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     task: task_id,
                     offset,
                     count: p.count,
+                    generation: p.generation,
                 },
             );
             if jobs
@@ -381,22 +394,42 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         result: Result<String, Error>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        if self.runs[job.stream].phase != Phase::Running || !self.tasks.contains_key(&job.task) {
+        let Some(task) = self.tasks.get(&job.task) else {
+            return Ok(());
+        };
+        if self.runs[job.stream].phase != Phase::Running {
             return Ok(());
         }
         self.runs[job.stream].requests += 1;
+        if task.generation != job.generation {
+            // A page of a window that has since been re-read: its rows come again.
+            return self.page_done(job.task);
+        }
         match result {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {
                 self.estimate(job.task, None)?;
                 self.forget_parent_total(job.task);
-                if !self.split(job.task, None, None) {
-                    self.fail_stream(job.stream, e)?;
+                if self.split(job.task, None, None) {
+                    self.page_done(job.task)
+                } else {
+                    self.fail_stream(job.stream, e)
                 }
-                Ok(())
             }
             Err(e) => self.fail_stream(job.stream, e),
             Ok(body) => self.on_page(job, &body, at),
         }
+    }
+
+    /// One page of a task is settled (read, or dropped); the task completes with its last.
+    fn page_done(&mut self, task_id: TaskId) -> Result<(), Error> {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return Ok(());
+        };
+        task.pages_pending = task.pages_pending.saturating_sub(1);
+        if task.pages_pending == 0 && task.children_pending == 0 {
+            self.complete(task_id)?;
+        }
+        Ok(())
     }
 
     fn complete(&mut self, task_id: TaskId) -> Result<(), Error> {

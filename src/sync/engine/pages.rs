@@ -12,6 +12,14 @@ use crate::record::{oldest_cursor, parse_page, ShapeError};
 use crate::streams::Cursor;
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP};
 
+/// What a later page says about its window.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Fine,
+    /// The window changed and is being read again; this page is superseded.
+    Reread,
+}
+
 impl<W: Write> Engine<'_, '_, W> {
     pub(super) fn on_page(
         &mut self,
@@ -27,7 +35,14 @@ impl<W: Write> Engine<'_, '_, W> {
                 return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
             }
         };
-        if job.offset == 0 && job.count.is_some() {
+        // The first page of a task (not the first page of a re-read) decides how to read it.
+        let first = job.offset == 0
+            && job.count.is_some()
+            && self
+                .tasks
+                .get(&job.task)
+                .is_some_and(|t| t.known_total.is_none());
+        if first {
             let total = page.total;
             self.estimate(job.task, total)?;
             self.report_total_to_parent(job.task, total.unwrap_or(page.records.len() as u64));
@@ -37,37 +52,36 @@ impl<W: Write> Engine<'_, '_, W> {
                     .and_then(|field| oldest_cursor(&page.records, field))
                     .map(|(oldest, rows)| Sample { oldest, rows });
                 if self.split(job.task, total, sample) {
-                    return Ok(());
+                    return self.page_done(job.task);
                 }
                 self.unreachable(job.task, total.unwrap_or(0) - u64::from(OFFSET_CAP))?;
-                if self.runs[job.stream].phase == Phase::Failed {
-                    return Ok(());
-                }
             }
             match total {
                 Some(t) => {
                     if let Some(task) = self.tasks.get_mut(&job.task) {
-                        task.known_total = t;
+                        task.known_total = Some(t);
                     }
                     self.schedule_pages(job.task, t);
                 }
                 None => self.maybe_next_page(&job, page.records.len()),
             }
-        } else if job.offset > 0 && self.tasks.contains_key(&job.task) {
+        } else if job.count.is_some() {
             match page.total {
                 // Without a TotalCount, page until a short page.
                 None => self.maybe_next_page(&job, page.records.len()),
-                Some(total) => self.check_page(&job, total, page.records.len())?,
+                Some(total) => {
+                    if self.check_page(&job, total, page.records.len())? == Verdict::Reread {
+                        // This page belongs to the superseded read of the window.
+                        return self.page_done(job.task);
+                    }
+                }
             }
+        }
+        if self.runs[job.stream].phase == Phase::Failed {
+            return Ok(());
         }
         self.emit_page(&job, &page.records, at)?;
-        if let Some(task) = self.tasks.get_mut(&job.task) {
-            task.pages_pending = task.pages_pending.saturating_sub(1);
-            if task.pages_pending == 0 && task.children_pending == 0 {
-                self.complete(job.task)?;
-            }
-        }
-        Ok(())
+        self.page_done(job.task)
     }
 
     /// Queues the pages of a task up to `total` rows (or the cap) not queued yet.
@@ -86,33 +100,39 @@ impl<W: Write> Engine<'_, '_, W> {
     }
 
     /// A later page of a closed window should agree with its first page. If Postmark indexed
-    /// rows late and the window grew, the new offsets are read too (nothing is lost; rows at
-    /// page boundaries may repeat). If a page is short, rows vanished meanwhile.
+    /// rows late and the window grew, rows already read may have shifted to later offsets and
+    /// new ones may sit anywhere, so the whole window is read again (split if it no longer
+    /// fits under the cap): nothing is lost, and rows already emitted come again. If a page
+    /// is short, rows vanished meanwhile (at the retention edge they expire).
     pub(super) fn check_page(
         &mut self,
         job: &InFlight,
         total: u64,
         got: usize,
-    ) -> Result<(), Error> {
+    ) -> Result<Verdict, Error> {
         let Some(task) = self.tasks.get_mut(&job.task) else {
-            return Ok(());
+            return Ok(Verdict::Fine);
         };
         let name = self.runs[job.stream].name();
-        let before = task.known_total;
-        if total > before {
-            task.known_total = total;
+        if let Some(before) = task.known_total.filter(|b| total > *b) {
+            task.known_total = Some(total);
+            task.generation += 1;
+            task.scheduled_to = 0;
             let msg = format!(
                 "{name}: a window grew from {before} to {total} rows while it was read \
-                 (Postmark indexed rows late); the new rows are read too, and a few rows \
-                 near page boundaries may be emitted twice"
+                 (Postmark indexed rows late); reading the whole window again, so rows already \
+                 emitted from it are emitted a second time"
             );
             self.out.log(Level::Warn, &msg)?;
-            self.schedule_pages(job.task, total);
             let cap = u64::from(OFFSET_CAP);
-            if total > cap && before <= cap {
+            if total >= cap && self.split(job.task, Some(total), None) {
+                return Ok(Verdict::Reread);
+            }
+            if total >= cap {
                 self.unreachable(job.task, total - cap)?;
             }
-            return Ok(());
+            self.schedule_pages(job.task, total);
+            return Ok(Verdict::Reread);
         }
         let expected = job
             .count
@@ -128,7 +148,7 @@ impl<W: Write> Engine<'_, '_, W> {
             );
             self.out.log(Level::Warn, &msg)?;
         }
-        Ok(())
+        Ok(Verdict::Fine)
     }
 
     pub(super) fn maybe_next_page(&mut self, job: &InFlight, got: usize) {

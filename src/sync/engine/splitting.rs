@@ -12,7 +12,7 @@ use crate::sync::windows::{split_time, Sample, Window};
 
 impl<W: Write> Engine<'_, '_, W> {
     /// Splits a task whose window holds too many rows: in time (guided by what its first
-    /// page showed), else by the next filter.
+    /// page showed), else by the next filter. The caller settles the page that showed it.
     pub(super) fn split(
         &mut self,
         task_id: TaskId,
@@ -52,7 +52,6 @@ impl<W: Write> Engine<'_, '_, W> {
             .map(|c| c.0.len() > filters.len())
             .unwrap_or(false);
         if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.pages_pending = 0;
             task.split = true;
             task.children_pending = children.len();
             if by_filter {
