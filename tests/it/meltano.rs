@@ -83,7 +83,7 @@ plugins:
     settings:
     - {{name: server_token, kind: string, sensitive: true}}
     - {{name: base_url}}
-    - {{name: start_date, kind: date_iso8601}}
+    - {{name: start_date, kind: string}}
     select:
     - messages_outbound.*
     - bounces.*
