@@ -623,3 +623,55 @@ fn no_checkpoint_ever_runs_ahead_of_the_records_it_covers() {
         "checkpoints during the stream: {checkpoints}"
     );
 }
+
+#[test]
+fn a_window_that_keeps_changing_is_re_read_a_bounded_number_of_times_and_the_sync_ends() {
+    let fake = Fake::start(&["--outbound", "4000", "--latency-ms", "30"]);
+    let s = Scratch::new("churn");
+    let cfg = s.config(&fake, json!({"max_concurrency": 1}));
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    );
+    let mut child = Command::new(connector_bin())
+        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut arrivals = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // Every page of the 'outbound' message stream sees new rows in its window.
+        if arrivals < 40
+            && line.contains("\"MessageStream\":\"outbound\"")
+            && lines.len() % 100 == 0
+        {
+            fake.arrive(
+                "messages_outbound",
+                3,
+                &format!("2026-11-1{}T00:00:00Z", arrivals % 9),
+            );
+            arrivals += 1;
+        }
+        lines.push(line);
+    }
+    assert!(child.wait().unwrap().success(), "the sync ends");
+    let run = Run::new(0, lines.join("\n") + "\n", String::new());
+    let rereads = run
+        .logs()
+        .iter()
+        .filter(|l| l.contains("reading the whole window again"))
+        .count();
+    let fallbacks = run
+        .logs()
+        .iter()
+        .filter(|l| l.contains("re-reads; reading only the new offsets"))
+        .count();
+    assert_eq!(rereads, 3, "three re-reads of the churning window");
+    assert!(
+        fallbacks >= 1,
+        "then only new offsets are read, with a warning"
+    );
+}

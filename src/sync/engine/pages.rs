@@ -12,6 +12,9 @@ use crate::record::{oldest_cursor, parse_page, ShapeError};
 use crate::streams::Cursor;
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP};
 
+/// How often a window that changes while it is read is read again from the start.
+const MAX_REREADS: u32 = 3;
+
 /// What a later page says about its window.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -114,26 +117,44 @@ impl<W: Write> Engine<'_, '_, W> {
             return Ok(Verdict::Fine);
         };
         let name = self.runs[job.stream].name();
-        if let Some(before) = task.known_total.filter(|b| total > *b) {
-            task.known_total = Some(total);
-            task.generation += 1;
-            task.scheduled_to = 0;
+        let Some(before) = task.known_total.filter(|b| total > *b) else {
+            self.check_short_page(job, total, got)?;
+            return Ok(Verdict::Fine);
+        };
+        task.known_total = Some(total);
+        if task.generation >= MAX_REREADS {
+            // A window that keeps changing: read what is new without starting over, so the
+            // sync ends; rows that shifted across already-read pages may be missed.
             let msg = format!(
-                "{name}: a window grew from {before} to {total} rows while it was read \
-                 (Postmark indexed rows late); reading the whole window again, so rows already \
-                 emitted from it are emitted a second time"
+                "{name}: a window grew again, from {before} to {total} rows, after {MAX_REREADS} \
+                 re-reads; reading only the new offsets, so rows may be missed until the next sync"
             );
             self.out.log(Level::Warn, &msg)?;
-            let cap = u64::from(OFFSET_CAP);
-            if total >= cap && self.split(job.task, Some(total), None) {
-                return Ok(Verdict::Reread);
-            }
-            if total >= cap {
-                self.unreachable(job.task, total - cap)?;
-            }
             self.schedule_pages(job.task, total);
+            return Ok(Verdict::Fine);
+        }
+        task.generation += 1;
+        task.scheduled_to = 0;
+        let msg = format!(
+            "{name}: a window grew from {before} to {total} rows while it was read \
+             (Postmark indexed rows late); reading the whole window again, so rows already \
+             emitted from it are emitted a second time"
+        );
+        self.out.log(Level::Warn, &msg)?;
+        let cap = u64::from(OFFSET_CAP);
+        if total >= cap && self.split(job.task, Some(total), None) {
             return Ok(Verdict::Reread);
         }
+        if total >= cap {
+            self.unreachable(job.task, total - cap)?;
+        }
+        self.schedule_pages(job.task, total);
+        Ok(Verdict::Reread)
+    }
+
+    /// A page shorter than its window's count promises: rows vanished meanwhile.
+    fn check_short_page(&mut self, job: &InFlight, total: u64, got: usize) -> Result<(), Error> {
+        let name = self.runs[job.stream].name();
         let expected = job
             .count
             .map(u64::from)
@@ -148,7 +169,7 @@ impl<W: Write> Engine<'_, '_, W> {
             );
             self.out.log(Level::Warn, &msg)?;
         }
-        Ok(Verdict::Fine)
+        Ok(())
     }
 
     pub(super) fn maybe_next_page(&mut self, job: &InFlight, got: usize) {
