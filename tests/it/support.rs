@@ -517,3 +517,56 @@ pub fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
         _ => fake.truth(stream, Some(default_range())),
     }
 }
+
+/// An Airbyte read like [`airbyte_read`], whose stdout lines are handed to `on_line` as they
+/// arrive. When `on_line` returns `false` the connector is killed there, as a crash would
+/// stop it; the run's code is then -1.
+pub fn airbyte_read_streaming(
+    fake: &Fake,
+    s: &Scratch,
+    streams: &[&str],
+    extra: Value,
+    state: Option<&Value>,
+    now: &str,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> Run {
+    let cfg = s.config(fake, extra);
+    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
+    let mut args = vec![
+        "read".to_string(),
+        "--config".into(),
+        cfg,
+        "--catalog".into(),
+        cat,
+    ];
+    args.extend(["--now".to_string(), now.to_string()]);
+    if let Some(st) = state {
+        args.push("--state".into());
+        args.push(s.write_json("state.json", st));
+    }
+    let mut child = Command::new(connector_bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start connector");
+    let mut lines = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line.expect("stdout line");
+        let go_on = on_line(&line);
+        lines.push(line);
+        if !go_on {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+    }
+    let status = child.wait().expect("connector exit");
+    let code = if killed {
+        -1
+    } else {
+        status.code().unwrap_or(-1)
+    };
+    Run::new(code, lines.join("\n") + "\n", String::new())
+}

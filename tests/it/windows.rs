@@ -2,8 +2,6 @@
 //! crowded seconds, DST, incremental cursors with lookback, and resumable checkpoints.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -267,33 +265,19 @@ fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
 fn a_killed_sync_resumes_from_its_last_state_without_loss() {
     let fake = Fake::start(&["--outbound", "30000", "--latency-ms", "15"]);
     let s = Scratch::new("resume");
-    let cfg = s.config(&fake, json!({"max_concurrency": 2}));
-    let cat = s.write_json(
-        "catalog.json",
-        &airbyte_catalog(&["messages_outbound"], "incremental"),
-    );
-    let mut child = Command::new(connector_bin())
-        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first_lines = Vec::new();
     let mut checkpoints = 0;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["type"] == "STATE" {
-            checkpoints += 1;
-        }
-        first_lines.push(line);
-        if checkpoints == 2 {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    let _ = child.wait();
-    let first = Run::new(0, first_lines.join("\n") + "\n", String::new());
+    let first = airbyte_read_streaming(
+        &fake,
+        &s,
+        &["messages_outbound"],
+        json!({"max_concurrency": 2}),
+        None,
+        NOW,
+        |line| {
+            checkpoints += usize::from(line.starts_with("{\"type\":\"STATE\""));
+            checkpoints < 2
+        },
+    );
     let state = first.airbyte_state_file();
     let until = state[0]["stream"]["stream_state"]["synced_until"]
         .as_str()
@@ -378,53 +362,6 @@ fn singer_mode_reads_past_the_cap_too() {
     assert!(in_progress > 0, "checkpoints during the stream");
 }
 
-/// Runs the connector and kills it right after the first STATE line it prints; returns what
-/// it printed until then.
-fn read_until_first_state(
-    fake: &Fake,
-    s: &Scratch,
-    extra: Value,
-    state: Option<&Value>,
-    now: &str,
-) -> Run {
-    let cfg = s.config(fake, extra);
-    let cat = s.write_json(
-        "catalog.json",
-        &airbyte_catalog(&["messages_outbound"], "incremental"),
-    );
-    let mut args = vec![
-        "read".to_string(),
-        "--config".into(),
-        cfg,
-        "--catalog".into(),
-        cat,
-        "--now".into(),
-        now.into(),
-    ];
-    if let Some(st) = state {
-        args.push("--state".into());
-        args.push(s.write_json("state.json", st));
-    }
-    let mut child = Command::new(connector_bin())
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let is_state = line.starts_with("{\"type\":\"STATE\"");
-        lines.push(line);
-        if is_state {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    let _ = child.wait();
-    Run::new(0, lines.join("\n") + "\n", String::new())
-}
-
 #[test]
 fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
     let fake = Fake::start(&["--outbound", "5000"]);
@@ -435,12 +372,15 @@ fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
     fake.arrive("messages_outbound", 12_000, "2026-11-21T06:00:00Z");
     let later = "2026-11-22T00:00:00Z";
     let slow = json!({"max_concurrency": 1});
-    let killed = read_until_first_state(
+    let state = first.airbyte_state_file();
+    let killed = airbyte_read_streaming(
         &fake,
         &s,
+        &["messages_outbound"],
         slow.clone(),
-        Some(&first.airbyte_state_file()),
+        Some(&state),
         later,
+        |line| !line.starts_with("{\"type\":\"STATE\""),
     );
     let checkpoint = killed.airbyte_state_file();
     let until = checkpoint[0]["stream"]["stream_state"]["synced_until"]
@@ -480,39 +420,28 @@ fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
 /// `outbound` message stream has been emitted, lets `count` rows appear at `at` (inside the
 /// window being read), as if Postmark had indexed them late.
 fn read_while_rows_arrive(fake: &Fake, count: u32, at: &str, extra: Value) -> Run {
-    let s = Scratch::new("late-rows");
     let mut config = json!({"max_concurrency": 1});
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
-    let cfg = s.config(fake, config);
-    let cat = s.write_json(
-        "catalog.json",
-        &airbyte_catalog(&["messages_outbound"], "incremental"),
-    );
-    let mut child = Command::new(connector_bin())
-        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
     let mut arrived = false;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if !arrived && line.contains("\"MessageStream\":\"outbound\"") {
-            fake.arrive("messages_outbound", count, at);
-            arrived = true;
-        }
-        lines.push(line);
-    }
-    let status = child.wait().unwrap();
+    let run = airbyte_read_streaming(
+        fake,
+        &Scratch::new("late-rows"),
+        &["messages_outbound"],
+        config,
+        None,
+        NOW,
+        |line| {
+            if !arrived && line.contains("\"MessageStream\":\"outbound\"") {
+                fake.arrive("messages_outbound", count, at);
+                arrived = true;
+            }
+            true
+        },
+    );
     assert!(arrived);
-    Run::new(
-        status.code().unwrap_or(-1),
-        lines.join("\n") + "\n",
-        String::new(),
-    )
+    run
 }
 
 fn missing_keys(run: &Run, fake: &Fake) -> Vec<String> {
@@ -627,38 +556,29 @@ fn no_checkpoint_ever_runs_ahead_of_the_records_it_covers() {
 #[test]
 fn a_window_that_keeps_changing_is_re_read_a_bounded_number_of_times_and_the_sync_ends() {
     let fake = Fake::start(&["--outbound", "4000", "--latency-ms", "30"]);
-    let s = Scratch::new("churn");
-    let cfg = s.config(&fake, json!({"max_concurrency": 1}));
-    let cat = s.write_json(
-        "catalog.json",
-        &airbyte_catalog(&["messages_outbound"], "incremental"),
+    let (mut seen, mut arrivals) = (0, 0);
+    let run = airbyte_read_streaming(
+        &fake,
+        &Scratch::new("churn"),
+        &["messages_outbound"],
+        json!({"max_concurrency": 1}),
+        None,
+        NOW,
+        |line| {
+            // Pages of the 'outbound' message stream keep seeing new rows in their window.
+            seen += 1;
+            if arrivals < 40 && line.contains("\"MessageStream\":\"outbound\"") && seen % 100 == 0 {
+                fake.arrive(
+                    "messages_outbound",
+                    3,
+                    &format!("2026-11-1{}T00:00:00Z", arrivals % 9),
+                );
+                arrivals += 1;
+            }
+            true
+        },
     );
-    let mut child = Command::new(connector_bin())
-        .args(["read", "--config", &cfg, "--catalog", &cat, "--now", NOW])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut arrivals = 0;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        // Every page of the 'outbound' message stream sees new rows in its window.
-        if arrivals < 40
-            && line.contains("\"MessageStream\":\"outbound\"")
-            && lines.len() % 100 == 0
-        {
-            fake.arrive(
-                "messages_outbound",
-                3,
-                &format!("2026-11-1{}T00:00:00Z", arrivals % 9),
-            );
-            arrivals += 1;
-        }
-        lines.push(line);
-    }
-    assert!(child.wait().unwrap().success(), "the sync ends");
-    let run = Run::new(0, lines.join("\n") + "\n", String::new());
+    assert_eq!(run.code, 0, "the sync ends");
     let rereads = run
         .logs()
         .iter()
