@@ -595,3 +595,36 @@ fn a_window_that_keeps_changing_is_re_read_a_bounded_number_of_times_and_the_syn
         "then only new offsets are read, with a warning"
     );
 }
+
+#[test]
+fn a_churning_window_that_then_crosses_the_cap_is_still_split_and_read_whole() {
+    let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "30"]);
+    let mut seen = 0;
+    let run = airbyte_read_streaming(
+        &fake,
+        &Scratch::new("churn-cap"),
+        &["messages_outbound"],
+        json!({"max_concurrency": 1, "fail_on_unreachable_rows": true}),
+        None,
+        NOW,
+        |line| {
+            if line.contains("\"MessageStream\":\"outbound\"") {
+                seen += 1;
+                // Three small changes use up the re-reads; then the window crosses the cap.
+                match seen {
+                    10 | 600 | 1200 => fake.arrive("messages_outbound", 5, "2026-11-12T00:00:00Z"),
+                    1800 => fake.arrive("messages_outbound", 6000, "2026-11-12T01:00:00Z"),
+                    _ => {}
+                }
+            }
+            true
+        },
+    );
+    assert_eq!(run.code, 0, "{:?}", run.logs());
+    assert_eq!(missing_keys(&run, &fake), Vec::<String>::new());
+    assert!(!run.logs().iter().any(|l| l.contains("unreachable")));
+    let logs = run.logs();
+    let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("reading the whole window again"), 3, "{logs:?}");
+    assert_eq!(count("past what one query reaches"), 1, "{logs:?}");
+}

@@ -122,34 +122,58 @@ impl<W: Write> Engine<'_, '_, W> {
             return Ok(Verdict::Fine);
         };
         task.known_total = Some(total);
-        if task.generation >= MAX_REREADS {
+        let churning = task.generation >= MAX_REREADS;
+        let cap = u64::from(OFFSET_CAP);
+        // Rows past the cap that were already reported as unreachable.
+        let reported = before.max(cap);
+        if total >= cap && self.split(job.task, Some(total), None) {
+            self.supersede_pages(job.task);
+            self.out.log(
+                Level::Warn,
+                &format!(
+                    "{name}: a window grew from {before} to {total} rows while it was read \
+                 (Postmark indexed rows late), past what one query reaches; reading it again \
+                 in smaller windows, so rows already emitted from it are emitted a second time"
+                ),
+            )?;
+            return Ok(Verdict::Reread);
+        }
+        if total > reported {
+            self.unreachable(job.task, total - reported)?;
+        }
+        if churning {
             // A window that keeps changing: read what is new without starting over, so the
             // sync ends; rows that shifted across already-read pages may be missed.
-            let msg = format!(
+            self.out.log(
+                Level::Warn,
+                &format!(
                 "{name}: a window grew again, from {before} to {total} rows, after {MAX_REREADS} \
                  re-reads; reading only the new offsets, so rows may be missed until the next sync"
-            );
-            self.out.log(Level::Warn, &msg)?;
+            ),
+            )?;
             self.schedule_pages(job.task, total);
             return Ok(Verdict::Fine);
         }
-        task.generation += 1;
-        task.scheduled_to = 0;
-        let msg = format!(
-            "{name}: a window grew from {before} to {total} rows while it was read \
+        self.supersede_pages(job.task);
+        self.out.log(
+            Level::Warn,
+            &format!(
+                "{name}: a window grew from {before} to {total} rows while it was read \
              (Postmark indexed rows late); reading the whole window again, so rows already \
              emitted from it are emitted a second time"
-        );
-        self.out.log(Level::Warn, &msg)?;
-        let cap = u64::from(OFFSET_CAP);
-        if total >= cap && self.split(job.task, Some(total), None) {
-            return Ok(Verdict::Reread);
-        }
-        if total >= cap {
-            self.unreachable(job.task, total - cap)?;
-        }
+            ),
+        )?;
         self.schedule_pages(job.task, total);
         Ok(Verdict::Reread)
+    }
+
+    /// Starts a new read of a task's window: pages queued or in flight for the old one are
+    /// dropped when they come up.
+    fn supersede_pages(&mut self, task_id: TaskId) {
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.generation += 1;
+            task.scheduled_to = 0;
+        }
     }
 
     /// A page shorter than its window's count promises: rows vanished meanwhile.
