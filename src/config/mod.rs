@@ -18,6 +18,14 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 
+mod spec;
+mod validate;
+
+pub use spec::connection_specification;
+#[cfg(test)]
+use validate::{check_base_url, check_start_date};
+use validate::{finish, schema_problems};
+
 /// A token. Its `Debug` and `Display` print `***`; only the HTTP client reads it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -196,66 +204,6 @@ const AIRBYTE_ACCOUNT_TOKEN_KEY: &str = "X-Postmark-Account-Token";
 /// Fields whose values must never be echoed in an error.
 const SECRET_FIELDS: &[&str] = &["server_token"];
 
-/// The Airbyte `connectionSpecification`: draft-07, subschemas inlined.
-pub fn connection_specification() -> Value {
-    let mut settings = schemars::generate::SchemaSettings::draft07();
-    settings.inline_subschemas = true;
-    let schema = settings
-        .into_generator()
-        .into_root_schema_for::<ConfigSpec>();
-    let mut value = schema.to_value();
-    unwrap_doc_lines(&mut value);
-    if let Some(props) = value.get_mut("properties").and_then(|p| p.as_object_mut()) {
-        props.values_mut().for_each(tidy_property);
-    }
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("title".into(), "Postmark Source Spec".into());
-        obj.remove("description");
-    }
-    value
-}
-
-/// Airbyte-style property schemas: optional fields are simply not required (no `null` in
-/// `type`, no `default: null`), and schemars' Rust number formats (`uint32`) are dropped.
-fn tidy_property(p: &mut Value) {
-    let Some(obj) = p.as_object_mut() else { return };
-    if let Some(Value::Array(types)) = obj.get("type") {
-        let non_null: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-        if non_null.len() == 1 {
-            obj.insert("type".into(), non_null[0].clone());
-        }
-    }
-    if obj.get("default") == Some(&Value::Null) {
-        obj.remove("default");
-    }
-    let keep_format = matches!(
-        obj.get("format").and_then(|f| f.as_str()),
-        Some("date-time" | "date" | "uri")
-    );
-    if !keep_format {
-        obj.remove("format");
-    }
-}
-
-/// Doc comments are wrapped at 100 columns; descriptions read better as one paragraph.
-fn unwrap_doc_lines(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                if k == "description" {
-                    if let Value::String(s) = child {
-                        *s = s.replace('\n', " ");
-                    }
-                } else {
-                    unwrap_doc_lines(child);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(unwrap_doc_lines),
-        _ => {}
-    }
-}
-
 /// Reads, normalises and validates the config file. Returns the config and the warnings
 /// the caller should log (unknown keys, ignored account token).
 pub fn load(path: &Path, now: DateTime<Utc>) -> Result<(Config, Vec<String>), Error> {
@@ -318,182 +266,6 @@ fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
             "'{AIRBYTE_ACCOUNT_TOKEN_KEY}' is not needed and is ignored: every stream reads with the Server token"
         ));
     }
-}
-
-/// Every schema violation, each naming the field and what it expects.
-fn schema_problems(spec: &Value, instance: &Value) -> Vec<String> {
-    let validator = match jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .should_validate_formats(true)
-        .build(spec)
-    {
-        Ok(v) => v,
-        Err(e) => {
-            return vec![format!(
-                "internal error: the spec is not a valid schema: {e}"
-            )]
-        }
-    };
-    let mut problems: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|err| {
-            let pointer = err.instance_path().to_string();
-            let field = pointer.trim_start_matches('/').to_string();
-            if field.is_empty() {
-                // A missing required field is reported at the root.
-                if let jsonschema::error::ValidationErrorKind::Required { property } = err.kind() {
-                    let name = property.as_str().unwrap_or("?").to_string();
-                    return format!(
-                        "'{name}' is missing; add it: {}",
-                        expectation(&spec["properties"][&name])
-                    );
-                }
-                return err.to_string();
-            }
-            let top = field.split('/').next().unwrap_or("").to_string();
-            let got = if SECRET_FIELDS.contains(&top.as_str()) {
-                "a value of the wrong type".to_string()
-            } else {
-                truncate_value(&instance[&top])
-            };
-            format!(
-                "'{field}' is {got}; expected {}",
-                expectation(&spec["properties"][&top])
-            )
-        })
-        .collect();
-    problems.dedup();
-    problems
-}
-
-fn truncate_value(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
-}
-
-/// "an integer from 1 to 16", "a date-time string such as 2026-10-01T00:00:00Z", ...
-fn expectation(schema: &Value) -> String {
-    let ty = match &schema["type"] {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|t| t.as_str())
-            .find(|t| *t != "null")
-            .unwrap_or("value")
-            .to_string(),
-        _ => "value".into(),
-    };
-    let mut out = match ty.as_str() {
-        "integer" => "a whole number".to_string(),
-        "number" => "a number".to_string(),
-        "boolean" => "true or false".to_string(),
-        "string" => match schema["format"].as_str() {
-            Some("date-time") => "an RFC 3339 date-time string".to_string(),
-            Some("uri") => "a URL string".to_string(),
-            _ => "a string".to_string(),
-        },
-        other => format!("a {other}"),
-    };
-    match (schema.get("minimum"), schema.get("maximum")) {
-        (Some(lo), Some(hi)) => out.push_str(&format!(" from {lo} to {hi}")),
-        (Some(lo), None) => out.push_str(&format!(" of at least {lo}")),
-        (None, Some(hi)) => out.push_str(&format!(" of at most {hi}")),
-        (None, None) => {}
-    }
-    if let Some(ex) = schema["examples"].get(0) {
-        out.push_str(&format!(" such as {ex}"));
-    }
-    if let Some(title) = schema["title"].as_str() {
-        out.push_str(&format!(" ({title})"));
-    }
-    out
-}
-
-fn finish(raw: ConfigSpec, now: DateTime<Utc>) -> Result<Config, String> {
-    if raw.server_token.expose().trim().is_empty() {
-        return Err("'server_token' is empty; paste your Server API token".into());
-    }
-    let base_url = check_base_url(&raw.base_url)?;
-    let start_date = match raw.start_date.as_deref() {
-        None => None,
-        Some(s) => Some(check_start_date(s, now)?),
-    };
-    Ok(Config {
-        server_token: raw.server_token,
-        start_date,
-        lookback: Duration::hours(i64::from(raw.lookback_hours)),
-        max_concurrency: raw.max_concurrency.clamp(1, 16) as usize,
-        max_requests_per_second: raw.max_requests_per_second,
-        window_lag: Duration::seconds(i64::from(raw.window_lag_seconds)),
-        fail_on_unreachable_rows: raw.fail_on_unreachable_rows,
-        request_timeout: StdDuration::from_secs(u64::from(raw.request_timeout_seconds)),
-        max_retries: raw.max_retries,
-        base_url,
-    })
-}
-
-fn check_start_date(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|e| {
-            format!("'start_date' is \"{s}\" ({e}); expected an RFC 3339 date-time such as 2026-10-01T00:00:00Z")
-        })?
-        .with_timezone(&Utc);
-    if t > now {
-        return Err(format!(
-            "'start_date' {s} is in the future; use a moment before now ({})",
-            now.format("%Y-%m-%dT%H:%M:%SZ")
-        ));
-    }
-    if now - t > Duration::days(MAX_RETENTION_DAYS) {
-        return Err(format!(
-            "'start_date' {s} is more than {MAX_RETENTION_DAYS} days ago, beyond any Postmark retention; \
-             use a date within the last {MAX_RETENTION_DAYS} days"
-        ));
-    }
-    Ok(t)
-}
-
-fn check_base_url(url: &str) -> Result<String, String> {
-    let url = url.trim_end_matches('/');
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("'base_url' \"{url}\" is not a URL; expected e.g. {DEFAULT_BASE_URL}")
-    })?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = host_of(authority);
-    if host.is_empty() {
-        return Err(format!(
-            "'base_url' \"{url}\" has no host; expected e.g. {DEFAULT_BASE_URL}"
-        ));
-    }
-    match scheme {
-        "https" => Ok(url.to_string()),
-        "http" if is_loopback(host) => Ok(url.to_string()),
-        "http" => Err(format!(
-            "'base_url' \"{url}\" uses plain http for a non-loopback host; use https (plain http is allowed only for 127.0.0.1, localhost and [::1])"
-        )),
-        _ => Err(format!("'base_url' \"{url}\" must start with https://")),
-    }
-}
-
-fn host_of(authority: &str) -> &str {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 #[cfg(test)]
