@@ -499,15 +499,7 @@ pub fn airbyte_read(
     state: Option<&Value>,
     now: &str,
 ) -> Run {
-    let cfg = s.config(fake, extra);
-    let cat = s.write_json("catalog.json", &airbyte_catalog(streams, "incremental"));
-    let mut args = vec!["read", "--config", &cfg, "--catalog", &cat];
-    let state_path;
-    if let Some(st) = state {
-        state_path = s.write_json("state.json", st);
-        args.extend(["--state", &state_path]);
-    }
-    run_at(&args, now, None)
+    airbyte_read_streaming(fake, s, streams, extra, state, now, |_| true)
 }
 
 /// The fake's keys of `stream` for a default read (time-based streams over `default_range`).
@@ -539,15 +531,22 @@ pub fn airbyte_read_streaming(
         "--catalog".into(),
         cat,
     ];
-    args.extend(["--now".to_string(), now.to_string()]);
+    args.extend([
+        "--now".to_string(),
+        now.to_string(),
+        "--retry-base-ms".into(),
+        "1".into(),
+    ]);
     if let Some(st) = state {
         args.push("--state".into());
         args.push(s.write_json("state.json", st));
     }
+    // stderr goes to a file, so a chatty connector never blocks on a full pipe.
+    let stderr_path = s.dir.join("stderr.txt");
     let mut child = Command::new(connector_bin())
         .args(&args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("start connector");
     let mut lines = Vec::new();
@@ -568,5 +567,11 @@ pub fn airbyte_read_streaming(
     } else {
         status.code().unwrap_or(-1)
     };
-    Run::new(code, lines.join("\n") + "\n", String::new())
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let stdout = if lines.is_empty() {
+        String::new()
+    } else {
+        lines.join("\n") + "\n"
+    };
+    Run::new(code, stdout, stderr)
 }
