@@ -243,11 +243,13 @@ impl Client {
     }
 }
 
+/// A URL that cannot work is the config's fault; everything else on the wire (DNS hiccups
+/// included) may pass and is retried.
 fn classify_transport(e: ureq::Error) -> Attempt {
     match e {
-        ureq::Error::BadUri(_) | ureq::Error::HostNotFound => Attempt::Fail(Error::input(
+        ureq::Error::BadUri(_) => Attempt::Fail(Error::input(
             "config 'base_url'",
-            format!("cannot reach the API ({e}); check 'base_url'"),
+            format!("not a usable URL ({e}); check 'base_url'"),
         )),
         other => Attempt::Retry {
             reason: format!("connection problem: {other}"),
