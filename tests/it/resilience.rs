@@ -177,3 +177,27 @@ fn max_requests_per_second_paces_all_workers_together() {
         started.elapsed()
     );
 }
+
+#[test]
+fn an_unreachable_server_is_a_transient_error_after_retries() {
+    let s = Scratch::new("refused");
+    // Port 9 on loopback: nothing listens there.
+    let cfg = s.write_json(
+        "config.json",
+        &json!({"server_token": TOKEN, "base_url": "http://127.0.0.1:9", "max_retries": 1}),
+    );
+    let cat = s.write_json(
+        "catalog.json",
+        &airbyte_catalog(&["templates"], "full_refresh"),
+    );
+    let run = run(&["read", "--config", &cfg, "--catalog", &cat]);
+    assert_eq!(run.code, 1);
+    let err = run
+        .of_type("TRACE")
+        .into_iter()
+        .find(|t| t["trace"]["type"] == "ERROR")
+        .expect("a TRACE ERROR");
+    assert_eq!(err["trace"]["error"]["failure_type"], "transient_error");
+    assert!(run.stderr.contains("connection problem"), "{}", run.stderr);
+    assert_valid_airbyte(&run);
+}
