@@ -628,3 +628,36 @@ fn a_churning_window_that_then_crosses_the_cap_is_still_split_and_read_whole() {
     assert_eq!(count("reading the whole window again"), 3, "{logs:?}");
     assert_eq!(count("past what one query reaches"), 1, "{logs:?}");
 }
+
+#[test]
+fn rows_just_before_a_crowded_second_are_still_reached() {
+    // 10,200 rows in 2026-11-13T12:00:00Z (one stream, one status): 200 are truly unreachable.
+    // Rows one second earlier sort behind them in any query that includes 12:00:00.
+    let fake = Fake::start(&["--outbound", "500", "--scenario", "unreachable-second"]);
+    fake.arrive("messages_outbound", 20, "2026-11-13T11:59:59.500Z");
+    let s = Scratch::new("neighbour");
+    let run = airbyte_read(&fake, &s, &["messages_outbound"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got: HashSet<String> = run.keys("messages_outbound").into_iter().collect();
+    let before = fake.truth(
+        "messages_outbound",
+        Some(("2026-11-13T11:59:59Z", "2026-11-13T12:00:00Z")),
+    );
+    assert_eq!(before.len(), 20);
+    assert!(
+        before.iter().all(|k| got.contains(k)),
+        "the second before the crowded one is complete"
+    );
+    let truth = fake.truth("messages_outbound", Some(default_range()));
+    assert_eq!(
+        truth.len() - got.len(),
+        200,
+        "only the crowded second's overflow is missing"
+    );
+    let unreachable: Vec<String> = run
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("unreachable"))
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+}

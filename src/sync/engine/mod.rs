@@ -59,6 +59,8 @@ struct Task {
     /// Bumped when the window changed under us and is read again: pages of an older
     /// generation are dropped, not emitted.
     generation: u32,
+    /// Query up to one second before the window's end instead of including the end second.
+    tight: bool,
 }
 
 /// A page waiting for a worker, ordered oldest window first within a stream.
@@ -209,7 +211,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     /// `GET /message-streams` once, to know which `messagestream` values to query.
     fn list_message_streams(&mut self) -> Result<Vec<(String, String)>, Error> {
         let spec = stream_table::message_streams();
-        let request = build_request(spec, None, &[], None, None);
+        let request = build_request(spec, None, &[], None, false, None);
         let context = "listing message streams".to_string();
         let mut retries = Vec::new();
         let body = self
@@ -257,6 +259,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     ) {
         let id = self.next_task;
         self.next_task += 1;
+        let tight = parent
+            .and_then(|p| self.tasks.get(&p))
+            .is_some_and(|p| p.tight);
         self.tasks.insert(
             id,
             Task {
@@ -273,6 +278,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 known_total: None,
                 scheduled_to: PAGE_SIZE,
                 generation: 0,
+                tight,
             },
         );
         self.runs[stream].open_tasks += 1;
@@ -352,6 +358,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 partition.as_deref(),
                 &task.filters,
                 task.window,
+                task.tight,
                 p.count.map(|c| (offset, c)),
             );
             let context = match &partition {

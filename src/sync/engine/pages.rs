@@ -54,7 +54,7 @@ impl<W: Write> Engine<'_, '_, W> {
                     .cursor_field()
                     .and_then(|field| oldest_cursor(&page.records, field))
                     .map(|(oldest, rows)| Sample { oldest, rows });
-                if self.split(job.task, total, sample) {
+                if self.tighten(job.task, sample) || self.split(job.task, total, sample) {
                     return self.page_done(job.task);
                 }
                 self.unreachable(job.task, total.unwrap_or(0) - u64::from(OFFSET_CAP))?;

@@ -80,6 +80,39 @@ impl<W: Write> Engine<'_, '_, W> {
         Ok(())
     }
 
+    /// The first page of a one-second window showed only rows of the *next* second (queries
+    /// include their end second, and results come newest first): that second crowds the
+    /// window's own rows past the cap. Such a window is queried again without its end second.
+    pub(super) fn tighten(&mut self, task_id: TaskId, sample: Option<Sample>) -> bool {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return false;
+        };
+        let spec = self.runs[task.stream].selected.spec;
+        let crowded = match (task.window, sample) {
+            (Some((start, end)), Some(s)) => (end - start).num_seconds() <= 1 && s.oldest >= end,
+            _ => false,
+        };
+        if task.tight || spec.cursor_field().is_none() || !crowded {
+            return false;
+        }
+        let (stream, partition, filters, window) = (
+            task.stream,
+            task.partition,
+            task.filters.clone(),
+            task.window,
+        );
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.split = true;
+            task.children_pending = 1;
+        }
+        let child = self.next_task;
+        self.add_task(stream, partition, filters, window, Some(task_id));
+        if let Some(c) = self.tasks.get_mut(&child) {
+            c.tight = true;
+        }
+        true
+    }
+
     /// A filter child whose count is unknown makes its parent's sum check meaningless.
     pub(super) fn forget_parent_total(&mut self, task_id: TaskId) {
         let Some(parent) = self.tasks.get(&task_id).and_then(|t| t.parent) else {

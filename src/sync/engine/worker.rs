@@ -70,6 +70,7 @@ pub(super) fn build_request(
     partition: Option<&str>,
     filters: &[(&'static str, &'static str)],
     window: Option<Window>,
+    tight: bool,
     page: Option<(u32, u32)>,
 ) -> Request {
     let mut query: Vec<(&'static str, String)> = Vec::with_capacity(8);
@@ -79,10 +80,11 @@ pub(super) fn build_request(
     }
     if let Some((start, end)) = window {
         // Both filter ends are inclusive to the second. With a cursor field the window's end
-        // second is included and the record filter drops it; without one (inbound) the
-        // query itself must stop one second before the end.
-        let last = match spec.cursor {
-            Cursor::WindowEnd => end - Duration::seconds(1),
+        // second is included and the record filter drops it, which holds whether `todate`
+        // covers its whole second or not; without one (inbound), or when that end second
+        // crowds out the window's own rows (`tight`), the query stops one second earlier.
+        let last = match (spec.cursor, tight) {
+            (Cursor::WindowEnd, _) | (_, true) => end - Duration::seconds(1),
             _ => end,
         };
         query.push(("fromdate", eastern::format_filter(start)));
@@ -118,6 +120,7 @@ mod tests {
             None,
             &[],
             Some((s, e)),
+            false,
             Some((0, 500)),
         );
         assert!(inbound
@@ -131,6 +134,7 @@ mod tests {
             Some("broadcast"),
             &[("status", "sent")],
             Some((s, e)),
+            false,
             Some((500, 500)),
         );
         assert!(outbound
