@@ -265,7 +265,7 @@ fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
 fn a_killed_sync_resumes_from_its_last_state_without_loss() {
     let fake = Fake::start(&["--outbound", "30000", "--latency-ms", "15"]);
     let s = Scratch::new("resume");
-    let mut checkpoints = 0;
+    // Killed right after its first checkpoint, as a crash would stop it.
     let first = airbyte_read_streaming(
         &fake,
         &s,
@@ -273,11 +273,9 @@ fn a_killed_sync_resumes_from_its_last_state_without_loss() {
         json!({"max_concurrency": 2}),
         None,
         NOW,
-        |line| {
-            checkpoints += usize::from(line.starts_with("{\"type\":\"STATE\""));
-            checkpoints < 2
-        },
+        |line| !(line.starts_with("{\"type\":\"STATE\"") && line.contains("\"in_progress\":true")),
     );
+    assert_eq!(first.code, -1, "the sync was killed mid-way");
     let state = first.airbyte_state_file();
     let until = state[0]["stream"]["stream_state"]["synced_until"]
         .as_str()
@@ -383,6 +381,10 @@ fn a_sync_killed_during_its_lookback_still_re_reads_the_whole_lookback() {
         |line| !line.starts_with("{\"type\":\"STATE\""),
     );
     let checkpoint = killed.airbyte_state_file();
+    assert_eq!(
+        checkpoint[0]["stream"]["stream_state"]["in_progress"], true,
+        "killed mid-way"
+    );
     let until = checkpoint[0]["stream"]["stream_state"]["synced_until"]
         .as_str()
         .unwrap()
