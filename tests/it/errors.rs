@@ -7,14 +7,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn trace_errors(run: &Run) -> Vec<serde_json::Value> {
-    run.of_type("TRACE")
-        .into_iter()
-        .filter(|t| t["trace"]["type"] == "ERROR")
-        .map(|t| t["trace"]["error"].clone())
-        .collect()
-}
-
 fn read(cfg: &str, catalog: &str) -> Run {
     run(&["read", "--config", cfg, "--catalog", catalog])
 }

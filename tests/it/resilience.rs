@@ -83,17 +83,13 @@ fn a_server_that_keeps_failing_is_a_transient_error_after_bounded_retries() {
     fake.fault("/templates", 503, 50, "");
     let run = read(&fake, &["templates"], json!({"max_retries": 2}));
     assert_eq!(run.code, 1);
-    let err = run
-        .of_type("TRACE")
+    let err = trace_errors(&run)
         .into_iter()
-        .find(|t| t["trace"]["type"] == "ERROR")
+        .next()
         .expect("a TRACE ERROR");
-    assert_eq!(err["trace"]["error"]["failure_type"], "transient_error");
-    assert_eq!(
-        err["trace"]["error"]["stream_descriptor"]["name"],
-        "templates"
-    );
-    let msg = err["trace"]["error"]["message"].as_str().unwrap();
+    assert_eq!(err["failure_type"], "transient_error");
+    assert_eq!(err["stream_descriptor"]["name"], "templates");
+    let msg = err["message"].as_str().unwrap();
     assert!(
         msg.contains("after 3 attempts") && msg.contains("HTTP 503"),
         "{msg}"
@@ -192,12 +188,11 @@ fn an_unreachable_server_is_a_transient_error_after_retries() {
     );
     let run = run(&["read", "--config", &cfg, "--catalog", &cat]);
     assert_eq!(run.code, 1);
-    let err = run
-        .of_type("TRACE")
+    let err = trace_errors(&run)
         .into_iter()
-        .find(|t| t["trace"]["type"] == "ERROR")
+        .next()
         .expect("a TRACE ERROR");
-    assert_eq!(err["trace"]["error"]["failure_type"], "transient_error");
+    assert_eq!(err["failure_type"], "transient_error");
     assert!(run.stderr.contains("connection problem"), "{}", run.stderr);
     assert_valid_airbyte(&run);
 }

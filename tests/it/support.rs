@@ -575,3 +575,12 @@ pub fn airbyte_read_streaming(
     };
     Run::new(code, stdout, stderr)
 }
+
+/// The `error` payloads of the run's TRACE ERROR messages.
+pub fn trace_errors(run: &Run) -> Vec<serde_json::Value> {
+    run.of_type("TRACE")
+        .into_iter()
+        .filter(|t| t["trace"]["type"] == "ERROR")
+        .map(|t| t["trace"]["error"].clone())
+        .collect()
+}

@@ -51,17 +51,31 @@ impl<W: Write> Engine<'_, '_, W> {
             .first()
             .map(|c| c.0.len() > filters.len())
             .unwrap_or(false);
+        if let Some(task) = self.tasks.get_mut(&task_id).filter(|_| by_filter) {
+            task.expected_total = total;
+        }
+        self.hand_over(task_id, stream, partition, children);
+        true
+    }
+
+    /// Hands a task's rows to child tasks (same stream and partition); the task completes
+    /// when they all have. Returns the first child's id.
+    fn hand_over(
+        &mut self,
+        task_id: TaskId,
+        stream: usize,
+        partition: usize,
+        children: Vec<(Filters, Option<Window>)>,
+    ) -> TaskId {
         if let Some(task) = self.tasks.get_mut(&task_id) {
             task.split = true;
             task.children_pending = children.len();
-            if by_filter {
-                task.expected_total = total;
-            }
         }
+        let first = self.next_task;
         for (f, w) in children {
             self.add_task(stream, partition, f, w, Some(task_id));
         }
-        true
+        first
     }
 
     /// Once every root window of a stream has reported its `TotalCount`, tell Airbyte how
@@ -101,12 +115,7 @@ impl<W: Write> Engine<'_, '_, W> {
             task.filters.clone(),
             task.window,
         );
-        if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.split = true;
-            task.children_pending = 1;
-        }
-        let child = self.next_task;
-        self.add_task(stream, partition, filters, window, Some(task_id));
+        let child = self.hand_over(task_id, stream, partition, vec![(filters, window)]);
         if let Some(c) = self.tasks.get_mut(&child) {
             c.tight = true;
         }
