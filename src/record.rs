@@ -450,6 +450,67 @@ mod tests {
     }
 
     #[test]
+    fn keyless_repeated_and_other_partition_records_are_counted_not_emitted() {
+        let body = r#"{"Messages":[
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":null,"MessageStream":"outbound"},
+            {"MessageStream":"outbound"},
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":"b","MessageStream":"broadcast"},
+            {"MessageID":"c","MessageStream":"outbound"}]}"#;
+        let page = parse_page(body, "Messages").unwrap();
+        let shaper = Shaper::new(vec![], None, vec![]).with_primary_key("MessageID");
+        let query = Query {
+            window: None,
+            partition: Some(("MessageStream", "outbound")),
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut offered = Vec::new();
+        let mut out = Vec::new();
+        let tally = shaper
+            .shape_checked::<()>(
+                &page.records,
+                query,
+                &mut Vec::new(),
+                &mut |k| {
+                    offered.push(k.to_string());
+                    seen.insert(k.to_string())
+                },
+                &mut |line| {
+                    out.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
+                    Ok(())
+                },
+            )
+            .map_err(|_| ())
+            .unwrap();
+        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].clone()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(
+            (
+                tally.emitted,
+                tally.keyless,
+                tally.repeated,
+                tally.other_partition
+            ),
+            (2, 2, 1, 1)
+        );
+        // Every keyed record is offered as raw JSON, even one of another partition.
+        assert_eq!(offered, vec!["\"a\"", "\"a\"", "\"b\"", "\"c\""]);
+    }
+
+    #[test]
+    fn records_days_outside_their_window_are_told_apart_from_a_time_zone() {
+        let body = r#"{"Messages":[
+            {"MessageID":"zone","ReceivedAt":"2026-01-01T05:00:00Z"},
+            {"MessageID":"ignored","ReceivedAt":"2025-12-01T00:00:00Z"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let window = Some((at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z")));
+        let (out, tally) = shape(body, &shaper, window);
+        assert!(out.is_empty());
+        assert_eq!((tally.far_outside, tally.days_outside), (2, 1));
+    }
+
+    #[test]
     fn deselected_fields_are_left_out_and_escaped_keys_survive() {
         let body = r#"{"Messages":[{"MessageID":"a","Subject":"x","We\"ird":1}]}"#;
         let shaper = Shaper::new(vec![], None, vec!["Subject".into()]);

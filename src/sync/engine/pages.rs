@@ -518,3 +518,21 @@ impl<W: Write> Engine<'_, '_, W> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_read_at_most_twice_its_pages_plus_eight_times() {
+        assert_eq!(max_reads(0), 8);
+        assert_eq!(max_reads(500), 10);
+        assert_eq!(max_reads(1_216), 14);
+        assert_eq!(max_reads(10_000), 48);
+        assert_eq!(
+            max_reads(1_000_000),
+            48,
+            "bounded by the cap, not the count"
+        );
+    }
+}
