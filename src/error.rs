@@ -55,6 +55,11 @@ pub enum Error {
     UnexpectedResponse { context: String, detail: String },
     /// Rows that no filter can reach, and the user asked to fail in that case.
     UnreachableRows { stream: String, rows: u64 },
+    /// A window kept changing on every read (Postmark still indexing it): no consistent
+    /// read within the bound; a later sync can succeed.
+    Unsettled { stream: String, detail: String },
+    /// A bug: a thread panicked, or a stream ended neither complete nor failed.
+    Internal { context: String, detail: String },
     /// Writing to stdout failed (a closed pipe is handled as a normal end).
     Stdout(io::Error),
 }
@@ -72,10 +77,11 @@ impl Error {
             Error::Usage(_) | Error::Input { .. } | Error::Unauthorized { .. } => {
                 FailureType::Config
             }
-            Error::Unavailable { .. } => FailureType::Transient,
+            Error::Unavailable { .. } | Error::Unsettled { .. } => FailureType::Transient,
             Error::Rejected { .. }
             | Error::UnexpectedResponse { .. }
             | Error::UnreachableRows { .. }
+            | Error::Internal { .. }
             | Error::Stdout(_) => FailureType::System,
         }
     }
@@ -156,6 +162,17 @@ impl fmt::Display for Error {
                 "{rows} rows of '{stream}' cannot be reached: Postmark returns at most 10,000 rows \
                  per query and one second of one message stream with one status holds more; \
                  set 'fail_on_unreachable_rows' to false to sync the reachable rows with a warning"
+            ),
+            Error::Unsettled { stream, detail } => write!(
+                f,
+                "'{stream}' could not be read consistently: {detail}; nothing after the last \
+                 complete window is checkpointed; run the sync again later, or raise \
+                 'window_lag_seconds' so windows close before Postmark finishes indexing them"
+            ),
+            Error::Internal { context, detail } => write!(
+                f,
+                "internal error while {context}: {detail}; this is a bug in source-postmark, \
+                 please report it; nothing after the last complete window is checkpointed"
             ),
             Error::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
         }

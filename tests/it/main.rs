@@ -6,6 +6,8 @@ mod support;
 mod check;
 mod errors;
 mod golden;
+mod hostile;
+mod late_rows;
 mod meltano;
 mod pyairbyte;
 mod read;

@@ -15,6 +15,7 @@ mod control;
 mod e2e_tests;
 mod eastern;
 mod gen;
+mod hostile_paging;
 mod http;
 mod json;
 mod records;
@@ -104,6 +105,8 @@ pub struct Cli {
     /// Log each request to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    pub hostile: hostile_paging::HostileFlags,
 }
 
 /// Shared state of the running fake.
@@ -118,6 +121,7 @@ pub struct App {
     pub ctl: Control,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
+    pub hostile: hostile_paging::Hostile,
 }
 
 impl App {
@@ -163,6 +167,7 @@ impl App {
             inbound: Dataset::new(inbound),
             bounces: Dataset::new(bounces),
             ctl: Control::default(),
+            hostile: hostile_paging::Hostile::default(),
         }
     }
 
