@@ -251,11 +251,21 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
         return Err(problems.join("; "));
     }
     let raw: ConfigSpec = serde_json::from_value(instance).map_err(|e| e.to_string())?;
-    let config = finish(raw, now)?;
+    let config = finish(raw, now, &mut warnings)?;
+    crate::error::register_secret(config.server_token.expose());
     Ok((config, warnings))
 }
 
 fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+    for key in [
+        AIRBYTE_SERVER_TOKEN_KEY,
+        AIRBYTE_ACCOUNT_TOKEN_KEY,
+        "server_token",
+    ] {
+        if let Some(secret) = map.get(key).and_then(|v| v.as_str()) {
+            crate::error::register_secret(secret.trim());
+        }
+    }
     if let Some(token) = map.remove(AIRBYTE_SERVER_TOKEN_KEY) {
         if !map.contains_key("server_token") {
             map.insert("server_token".into(), token);
@@ -339,6 +349,42 @@ mod tests {
         assert!(check_base_url("ftp://x").is_err());
         assert_eq!(
             check_base_url("https://api.postmarkapp.com/").unwrap(),
+            "https://api.postmarkapp.com"
+        );
+    }
+
+    #[test]
+    fn base_url_tricks_that_hide_another_host_are_rejected_by_the_parser_itself() {
+        for (url, why) in [
+            ("http://evil.example?@127.0.0.1", "has a query"),
+            ("http://evil.example#@127.0.0.1", "has a fragment"),
+            ("http://127.0.0.1@evil.example", "has user information"),
+            ("http://user:pw@127.0.0.1:8", "has user information"),
+            ("http://[::1]evil.example", "malformed host"),
+            ("http://[::1]:8evil", "invalid port"),
+            ("http://127.0.0.1:99999", "invalid port"),
+            ("http://evil.example\\@127.0.0.1", "has user information"),
+            (
+                "http://localhost.evil.example",
+                "plain http for a non-loopback host",
+            ),
+            (
+                "http://[::ffff:127.0.0.1]",
+                "plain http for a non-loopback host",
+            ),
+            ("HTTP://evil.example", "plain http for a non-loopback host"),
+            ("http:// 127.0.0.1", "whitespace"),
+            ("javascript:alert(1)", "base_url"),
+        ] {
+            let err = check_base_url(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+        assert_eq!(
+            check_base_url("http://127.0.0.2:8080/proxy/").unwrap(),
+            "http://127.0.0.2:8080/proxy"
+        );
+        assert_eq!(
+            check_base_url("HTTPS://API.postmarkapp.com").unwrap(),
             "https://api.postmarkapp.com"
         );
     }

@@ -4,11 +4,14 @@
 mod support;
 
 mod check;
+mod corpus;
 mod errors;
 mod golden;
+mod hostile;
 mod meltano;
 mod pyairbyte;
 mod read;
 mod resilience;
+mod secrets;
 mod singer;
 mod windows;

@@ -15,6 +15,7 @@ mod control;
 mod e2e_tests;
 mod eastern;
 mod gen;
+mod hostile_http;
 mod http;
 mod json;
 mod records;
@@ -104,6 +105,8 @@ pub struct Cli {
     /// Log each request to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    pub hostile: hostile_http::Hostile,
 }
 
 /// Shared state of the running fake.
