@@ -23,8 +23,8 @@ mod validate;
 
 pub use spec::connection_specification;
 #[cfg(test)]
-use validate::{check_base_url, check_start_date};
-use validate::{finish, schema_problems};
+use validate::check_start_date;
+use validate::{check_base_url, finish, schema_problems};
 
 /// A token. Its `Debug` and `Display` print `***`; only the HTTP client reads it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -180,9 +180,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config for tests and embedding: defaults everywhere.
-    pub fn with_token(token: &str, base_url: &str) -> Config {
-        Config {
+    /// A config for tests and embedding: defaults everywhere. `base_url` goes through the
+    /// same checks as a config file's (no way around the https/loopback rule).
+    pub fn with_token(token: &str, base_url: &str) -> Result<Config, String> {
+        let mut warnings = Vec::new();
+        let token = validate::check_token(token, &mut warnings)?;
+        Ok(Config {
             server_token: Secret::new(token),
             start_date: None,
             lookback: Duration::hours(i64::from(default_lookback_hours())),
@@ -192,8 +195,8 @@ impl Config {
             fail_on_unreachable_rows: false,
             request_timeout: StdDuration::from_secs(u64::from(default_request_timeout_seconds())),
             max_retries: default_max_retries(),
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+            base_url: check_base_url(base_url)?,
+        })
     }
 }
 
@@ -351,6 +354,15 @@ mod tests {
             check_base_url("https://api.postmarkapp.com/").unwrap(),
             "https://api.postmarkapp.com"
         );
+    }
+
+    #[test]
+    fn an_embedded_config_cannot_skip_the_base_url_checks() {
+        assert!(Config::with_token("t0ken", "http://evil.example").is_err());
+        assert!(Config::with_token("t0ken", "http://evil.example?@127.0.0.1").is_err());
+        let c = Config::with_token("t0ken\n", "http://127.0.0.1:9/").unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.server_token.expose(), "t0ken");
     }
 
     #[test]

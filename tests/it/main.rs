@@ -14,4 +14,5 @@ mod read;
 mod resilience;
 mod secrets;
 mod singer;
+mod state_sanity;
 mod windows;
