@@ -137,6 +137,8 @@ pub struct Client {
     max_retries: u32,
     backoff_base: Duration,
     request_timeout: Duration,
+    /// [`REQUEST_BUDGET`]; shorter in tests.
+    budget: Duration,
 }
 
 /// What a failed attempt means for the retry loop.
@@ -172,6 +174,7 @@ impl Client {
             max_retries: config.max_retries,
             backoff_base,
             request_timeout: config.request_timeout,
+            budget: REQUEST_BUDGET,
         }
     }
 
@@ -193,7 +196,7 @@ impl Client {
         loop {
             attempt += 1;
             self.limiter.acquire();
-            let remaining = REQUEST_BUDGET.saturating_sub(started.elapsed());
+            let remaining = self.budget.saturating_sub(started.elapsed());
             let timeout = self.request_timeout.min(remaining).max(MIN_ATTEMPT);
             let (reason, retry_after, from_server) = match self.send(request, context, timeout) {
                 Attempt::Done(body) => {
@@ -225,10 +228,10 @@ impl Client {
                 )));
             }
             let delay = retry_after.unwrap_or_else(|| backoff(self.backoff_base, attempt));
-            if started.elapsed() + delay + MIN_ATTEMPT > REQUEST_BUDGET {
+            if started.elapsed() + delay + MIN_ATTEMPT > self.budget {
                 return Err(give_up(format!(
                     "{reason}; no time left for another attempt within the {} s one request may take",
-                    REQUEST_BUDGET.as_secs()
+                    self.budget.as_secs()
                 )));
             }
             if reason.contains("429") {
@@ -505,6 +508,67 @@ mod tests {
             }
             _ => panic!("422 must not be retried"),
         }
+    }
+
+    #[test]
+    fn one_request_with_all_its_retries_ends_within_the_budget() {
+        // A server that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::thread::spawn(move || {
+            let conns: Vec<_> = listener.incoming().take(5).collect();
+            std::thread::sleep(Duration::from_secs(8));
+            drop(conns);
+        });
+        let mut config = Config::with_token("t0ken", &url).unwrap();
+        config.max_retries = 20;
+        let mut client = Client::new(&config, Duration::from_millis(1));
+        client.budget = Duration::from_secs(3);
+        let started = Instant::now();
+        let mut waits = 0;
+        let err = client
+            .get(
+                &Request {
+                    path: "/server",
+                    query: Vec::new(),
+                },
+                "x",
+                &mut |_| waits += 1,
+            )
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err, Error::Unavailable { server: false, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no time left"), "{err}");
+        drop(held);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_redirect_is_a_config_error_naming_the_location() {
+        let e = redirected("/server", 301, "https://elsewhere.example/server");
+        assert_eq!(e.failure_type(), crate::error::FailureType::Config);
+        let m = e.to_string();
+        assert!(
+            m.contains("redirected (HTTP 301) to \"https://elsewhere.example/server\""),
+            "{m}"
+        );
     }
 
     #[test]
