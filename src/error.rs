@@ -138,16 +138,24 @@ impl fmt::Display for Error {
                 status,
                 code,
                 message,
-            } => match code {
-                Some(c) => write!(
-                    f,
-                    "postmark rejected the request while {context} (HTTP {status}, ErrorCode {c}): {message}"
-                ),
-                None => write!(
-                    f,
-                    "postmark rejected the request while {context} (HTTP {status}): {message}"
-                ),
-            },
+            } => {
+                match code {
+                    Some(c) => write!(
+                        f,
+                        "postmark rejected the request while {context} (HTTP {status}, ErrorCode {c}): {message}"
+                    )?,
+                    None => write!(
+                        f,
+                        "postmark rejected the request while {context} (HTTP {status}): {message}"
+                    )?,
+                }
+                match status {
+                    403 => f.write_str("; the token lacks the rights for this; use a Server API token of this server"),
+                    404 => f.write_str("; check 'base_url' (it must be the Postmark API itself, e.g. https://api.postmarkapp.com)"),
+                    407 => f.write_str("; a proxy between here and Postmark wants authentication"),
+                    _ => Ok(()),
+                }
+            }
             Error::Unavailable {
                 context,
                 attempts,
