@@ -197,6 +197,7 @@ impl std::error::Error for Error {}
 /// TRACE messages, the CONNECTION_STATUS message, the final stderr line) can blank them
 /// even when a server or proxy echoes one back inside an error body.
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+const MAX_SECRETS: usize = 16;
 
 /// Remembers a configured secret for [`redact`]. Very short values are not registered:
 /// blanking every "a" would garble messages and protect nothing.
@@ -205,7 +206,9 @@ pub fn register_secret(secret: &str) {
         return;
     }
     if let Ok(mut s) = SECRETS.write() {
-        if !s.iter().any(|x| x == secret) {
+        // One run reads one config (a token or two); the bound keeps memory flat when a
+        // fuzzer or an embedder validates many configs in one process.
+        if s.len() < MAX_SECRETS && !s.iter().any(|x| x == secret) {
             s.push(secret.to_string());
         }
     }
