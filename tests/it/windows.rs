@@ -224,20 +224,6 @@ fn every_accepted_state_form_starts_at_the_same_place() {
 }
 
 #[test]
-fn a_far_future_state_reads_nothing_and_keeps_its_state() {
-    let fake = Fake::start(&[]);
-    let s = Scratch::new("future-state");
-    let st = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"}, "stream_state": {"synced_until": "2099-01-01T00:00:00Z"}}}]);
-    let run = airbyte_read(&fake, &s, &["bounces"], json!({}), Some(&st), NOW);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.of_type("RECORD").is_empty());
-    assert_eq!(
-        run.last_airbyte_states()["bounces"],
-        json!({"synced_until": "2099-01-01T00:00:00Z"})
-    );
-}
-
-#[test]
 fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
     let fake = Fake::start(&[
         "--outbound",

@@ -15,6 +15,7 @@ mod control;
 mod e2e_tests;
 mod eastern;
 mod gen;
+mod hostile_http;
 mod hostile_paging;
 mod http;
 mod json;
@@ -107,6 +108,8 @@ pub struct Cli {
     verbose: bool,
     #[command(flatten)]
     pub hostile: hostile_paging::HostileFlags,
+    #[command(flatten)]
+    pub hostile_http: hostile_http::Hostile,
 }
 
 /// Shared state of the running fake.

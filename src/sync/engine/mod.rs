@@ -288,12 +288,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         let spec = stream_table::message_streams();
         let request = build_request(spec, None, &[], None, false, None);
         let context = "listing message streams".to_string();
-        let mut retries = Vec::new();
-        let body = self
-            .client
-            .get(&request, &context, &mut |m| retries.push(m));
-        for m in retries {
-            self.out.log(Level::Warn, &m)?;
+        // Each retry is logged before its wait starts, not after the request ends.
+        let out = &mut self.out;
+        let mut log_error = None;
+        let body = self.client.get(&request, &context, &mut |m| {
+            if let Err(e) = out.log(Level::Warn, &m) {
+                log_error.get_or_insert(e);
+            }
+        });
+        if let Some(e) = log_error {
+            return Err(e);
         }
         let body = body?;
         let page =
