@@ -111,7 +111,7 @@ fn a_window_that_never_settles_fails_its_stream_with_a_clear_error_and_the_sync_
     assert_eq!(err["failure_type"], "transient_error");
     let msg = err["message"].as_str().unwrap_or_default();
     assert!(
-        msg.contains("could not be read consistently") && msg.contains("changed on every one of"),
+        msg.contains("could not be read consistently") && msg.contains("kept changing over"),
         "{msg}"
     );
     // No final STATE for the failed stream: only checkpoints of complete windows.
