@@ -16,6 +16,7 @@
 //! filter splits use disjoint values.
 
 mod engine;
+pub mod events;
 pub mod progress;
 mod stream;
 pub mod windows;

@@ -9,6 +9,7 @@
 //! pages and all its children are; completed windows feed [`Progress`], which decides when a
 //! STATE may be emitted. Memory is bounded by pages in flight and open windows.
 
+mod events;
 mod pages;
 mod splitting;
 mod streams;
@@ -61,6 +62,8 @@ struct Task {
     generation: u32,
     /// Query up to one second before the window's end instead of including the end second.
     tight: bool,
+    /// Opens and clicks whose date filter Postmark ignores: read newest-first, unfiltered.
+    reader: Option<Box<events::Reader>>,
 }
 
 /// A page waiting for a worker, ordered oldest window first within a stream.
@@ -69,6 +72,8 @@ struct Pending {
     key: (usize, i64, TaskId, u32),
     count: Option<u32>,
     generation: u32,
+    /// Asks this window instead of the task's: is the date filter applied?
+    probe: Option<Window>,
 }
 
 struct InFlight {
@@ -77,6 +82,7 @@ struct InFlight {
     offset: u32,
     count: Option<u32>,
     generation: u32,
+    probe: Option<Window>,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -111,6 +117,8 @@ struct Engine<'p, 'o, W: Write> {
     first_error: Option<Error>,
     buf: Vec<u8>,
     last_progress: Instant,
+    /// Opens and clicks: what is known of the date filter per (stream, partition).
+    date_filters: events::Known,
 }
 
 impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
@@ -142,6 +150,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             first_error: None,
             buf: Vec::with_capacity(4096),
             last_progress: Instant::now(),
+            date_filters: events::Known::default(),
         };
         engine.plan_streams()?;
         Ok(engine)
@@ -279,6 +288,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 scheduled_to: PAGE_SIZE,
                 generation: 0,
                 tight,
+                reader: None,
             },
         );
         self.runs[stream].open_tasks += 1;
@@ -290,6 +300,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     }
 
     fn enqueue(&mut self, task: TaskId, offset: u32, count: Option<u32>) {
+        self.enqueue_query(task, offset, count, None);
+    }
+
+    fn enqueue_query(
+        &mut self,
+        task: TaskId,
+        offset: u32,
+        count: Option<u32>,
+        probe: Option<Window>,
+    ) {
         let Some(t) = self.tasks.get(&task) else {
             return;
         };
@@ -298,6 +318,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             key: (t.stream, start, task, offset),
             count,
             generation: t.generation,
+            probe,
         }));
     }
 
@@ -353,11 +374,17 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
+            // A newest-first reader sends no date filter; a probe asks its own second.
+            let window = match (p.probe, &task.reader) {
+                (Some(w), _) => Some(w),
+                (None, Some(_)) => None,
+                (None, None) => task.window,
+            };
             let request = build_request(
                 spec,
                 partition.as_deref(),
                 &task.filters,
-                task.window,
+                window,
                 task.tight,
                 p.count.map(|c| (offset, c)),
             );
@@ -378,6 +405,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     offset,
                     count: p.count,
                     generation: p.generation,
+                    probe: p.probe,
                 },
             );
             if jobs

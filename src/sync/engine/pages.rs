@@ -38,6 +38,9 @@ impl<W: Write> Engine<'_, '_, W> {
                 return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
             }
         };
+        if self.events_page(&job, body, &page, at)? {
+            return Ok(());
+        }
         // The first page of a task (not the first page of a re-read) decides how to read it.
         let first = job.offset == 0
             && job.count.is_some()
@@ -215,7 +218,12 @@ impl<W: Write> Engine<'_, '_, W> {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let window = match self.runs[job.stream].selected.spec.cursor {
-            Cursor::Field(_) => self.tasks.get(&job.task).and_then(|t| t.window),
+            // A newest-first reader picks its records itself.
+            Cursor::Field(_) => self
+                .tasks
+                .get(&job.task)
+                .filter(|t| t.reader.is_none())
+                .and_then(|t| t.window),
             _ => None,
         };
         self.out.begin_page(at);
