@@ -5,6 +5,7 @@ mod support;
 
 mod check;
 mod errors;
+mod events;
 mod golden;
 mod meltano;
 mod pyairbyte;
