@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -160,7 +160,7 @@ impl Shaper {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
             })?;
             buf.clear();
-            let cursor = self.write_record(&obj, buf);
+            let cursor = self.write_record(&obj, has_line_break(raw.get()), buf);
             if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
                 match cursor {
                     Some(t) if t < start || t >= end => {
@@ -181,7 +181,13 @@ impl Shaper {
     }
 
     /// Serializes one record into `buf`; returns the cursor instant when there is one.
-    fn write_record(&self, obj: &RawObject, buf: &mut Vec<u8>) -> Option<DateTime<Utc>> {
+    /// `multiline`: the record's text holds line breaks, which values must not carry over.
+    fn write_record(
+        &self,
+        obj: &RawObject,
+        multiline: bool,
+        buf: &mut Vec<u8>,
+    ) -> Option<DateTime<Utc>> {
         let mut cursor = None;
         buf.push(b'{');
         let mut first = true;
@@ -203,14 +209,29 @@ impl Shaper {
                         }
                         write_utc(t, buf);
                     }
-                    None => buf.extend_from_slice(value.get().as_bytes()),
+                    None => copy_value(value.get(), multiline, buf),
                 }
             } else {
-                buf.extend_from_slice(value.get().as_bytes());
+                copy_value(value.get(), multiline, buf);
             }
         }
         buf.push(b'}');
         cursor
+    }
+}
+
+fn has_line_break(raw: &str) -> bool {
+    raw.bytes().any(|b| b == b'\n' || b == b'\r')
+}
+
+/// Copies a raw value. A record line becomes one protocol message line as it is, so the
+/// line breaks of a pretty-printed body are left out: JSON allows no raw line break inside a
+/// string, so each one is whitespace between tokens (found by fuzzing).
+fn copy_value(raw: &str, multiline: bool, buf: &mut Vec<u8>) {
+    if multiline {
+        buf.extend(raw.bytes().filter(|b| *b != b'\n' && *b != b'\r'));
+    } else {
+        buf.extend_from_slice(raw.as_bytes());
     }
 }
 
@@ -248,6 +269,9 @@ pub fn normalise_datetime(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(inner)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        // RFC 3339 has four-digit years: an offset that moves 0000-01-01 or 9999-12-31 past
+        // them in UTC is left as it came rather than written as `-0001-…` (found by fuzzing).
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// `"2025-03-11T18:02:37.512483Z"`: UTC, `Z`, six digits (or none when whole seconds).
@@ -333,6 +357,41 @@ mod tests {
         let (out, _) = shape(body, &shaper, None);
         assert!(out[0].get("Subject").is_none());
         assert_eq!(out[0]["We\"ird"], 1);
+    }
+
+    #[test]
+    fn a_pretty_printed_page_still_gives_one_line_per_record() {
+        // Fuzzing finding: line breaks inside values were copied into the record line, which
+        // splits its RECORD message over several lines of the JSON-lines protocol.
+        let body = "{\r\n  \"Messages\": [\n    {\n      \"MessageID\": \"a\",\n      \"To\": [\n        {\"Email\": \"x@y\",\r\n \"Name\": null}\n      ],\n      \"Subject\": \"two\\nlines\"\n    }\n  ]\n}";
+        let shaper = Shaper::new(vec![], None, vec![]);
+        let page = parse_page(body, "Messages").unwrap();
+        let mut lines = Vec::new();
+        let mut buf = Vec::new();
+        shaper
+            .shape_page::<()>(&page.records, None, &mut buf, &mut |line| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap());
+                Ok(())
+            })
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains(['\n', '\r']), "{:?}", lines[0]);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["To"][0]["Email"], "x@y");
+        assert_eq!(v["Subject"], "two\nlines");
+    }
+
+    #[test]
+    fn date_times_that_leave_four_digit_years_in_utc_pass_through_unchanged() {
+        // Fuzzing finding: these became "-0001-12-31T23:00:00Z" and "+10000-01-01T04:59:59Z",
+        // which are not RFC 3339.
+        let body = r#"{"Messages":[{"MessageID":"a","ReceivedAt":"0000-01-01T00:00:00+01:00"},
+            {"MessageID":"b","ReceivedAt":"9999-12-31T23:59:59-05:00"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], None, vec![]);
+        let (out, _) = shape(body, &shaper, None);
+        assert_eq!(out[0]["ReceivedAt"], "0000-01-01T00:00:00+01:00");
+        assert_eq!(out[1]["ReceivedAt"], "9999-12-31T23:59:59-05:00");
     }
 
     #[test]
