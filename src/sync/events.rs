@@ -64,6 +64,8 @@ pub struct Event {
     pub time: Option<DateTime<Utc>>,
     /// The composite key: the raw JSON of the key fields, joined.
     pub key: String,
+    /// `Platform`, when the record has it as a string.
+    pub platform: Option<String>,
 }
 
 /// Reads the cursor and key of every record of a page (records that are not objects get an
@@ -76,6 +78,7 @@ pub fn scan(records: &[&RawValue], cursor: &str, key_fields: &[&str]) -> Vec<Eve
                 return Event {
                     time: None,
                     key: String::new(),
+                    platform: None,
                 };
             };
             let field = |name: &str| obj.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
@@ -89,6 +92,7 @@ pub fn scan(records: &[&RawValue], cursor: &str, key_fields: &[&str]) -> Vec<Eve
             Event {
                 time: field(cursor).and_then(normalise_datetime),
                 key,
+                platform: field("Platform").and_then(|v| serde_json::from_str(v).ok()),
             }
         })
         .collect()
@@ -220,6 +224,8 @@ pub enum Fate {
     Repeated,
     /// Emitted by the scope this one was split from.
     Inherited,
+    /// Of another platform than the scope asked for: the server did not apply the filter.
+    OtherPlatform,
 }
 
 /// What a newest-first scope does after a page.
@@ -247,16 +253,23 @@ pub struct NewestFirst {
     inherited: Boundary,
     /// The oldest instant of the pages read so far and the keys seen at it.
     last: Boundary,
+    /// The `platform` the scope asked for.
+    platform: Option<&'static str>,
     /// Offset of the next page to process.
     pub next: u32,
 }
 
 impl NewestFirst {
-    pub fn new(windows: Vec<Window>, inherited: Boundary) -> NewestFirst {
+    pub fn new(
+        windows: Vec<Window>,
+        inherited: Boundary,
+        platform: Option<&'static str>,
+    ) -> NewestFirst {
         NewestFirst {
             windows,
             inherited,
             last: Boundary::default(),
+            platform,
             next: 0,
         }
     }
@@ -275,6 +288,11 @@ impl NewestFirst {
     }
 
     pub fn fate(&self, e: &Event) -> Fate {
+        if let (Some(want), Some(got)) = (self.platform, e.platform.as_deref()) {
+            if want != got {
+                return Fate::OtherPlatform;
+            }
+        }
         let Some(t) = e.time else {
             // No time to place it by: emitted (and counted by the shaper), like elsewhere.
             return Fate::Emit;
@@ -471,6 +489,7 @@ mod tests {
         Event {
             time: Some(at(t)),
             key: key.into(),
+            platform: None,
         }
     }
 
@@ -592,7 +611,7 @@ mod tests {
 
     #[test]
     fn newest_first_emits_the_range_and_stops_at_the_first_page_reaching_before_it() {
-        let mut r = NewestFirst::new(vec![day()], Boundary::default());
+        let mut r = NewestFirst::new(vec![day()], Boundary::default(), None);
         let page1 = vec![
             ev("2026-10-02T00:04:00Z", "lag"),
             ev("2026-10-01T23:00:00Z", "a"),
@@ -613,7 +632,7 @@ mod tests {
 
     #[test]
     fn events_pushed_onto_the_next_page_by_new_arrivals_are_skipped_once() {
-        let mut r = NewestFirst::new(vec![day()], Boundary::default());
+        let mut r = NewestFirst::new(vec![day()], Boundary::default(), None);
         let page1 = vec![
             ev("2026-10-01T20:00:00Z", "a"),
             ev("2026-10-01T19:00:00Z", "b"),
@@ -640,7 +659,7 @@ mod tests {
 
     #[test]
     fn a_scope_that_reaches_the_cap_hands_on_its_older_part_with_the_boundary_keys() {
-        let mut r = NewestFirst::new(vec![day()], Boundary::default());
+        let mut r = NewestFirst::new(vec![day()], Boundary::default(), None);
         r.next = OFFSET_CAP - 2;
         let last = vec![
             ev("2026-10-01T10:00:00Z", "x"),
@@ -664,13 +683,19 @@ mod tests {
         );
         assert!(boundary.keys.contains("y") && boundary.keys.len() == 1);
         // The platform scope that continues skips what the parent emitted at the boundary.
-        let child = NewestFirst::new(uncovered, boundary);
+        let child = NewestFirst::new(uncovered, boundary, Some("Mobile"));
         assert_eq!(
             child.fate(&ev("2026-10-01T09:00:00Z", "y")),
             Fate::Inherited
         );
         assert_eq!(child.fate(&ev("2026-10-01T09:00:00Z", "z")), Fate::Emit);
         assert_eq!(child.fate(&ev("2026-10-01T09:30:00Z", "w")), Fate::Outside);
+        // A platform scope keeps only its platform, should the server not filter by it.
+        let mut desktop = ev("2026-10-01T08:00:00Z", "v");
+        desktop.platform = Some("Desktop".into());
+        assert_eq!(child.fate(&desktop), Fate::OtherPlatform);
+        desktop.platform = Some("Mobile".into());
+        assert_eq!(child.fate(&desktop), Fate::Emit);
     }
 
     #[test]

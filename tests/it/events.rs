@@ -69,9 +69,15 @@ fn singer_catalog_of(streams: &[&str]) -> Value {
 }
 
 fn detection_line(logs: &[String], stream: &str, mode: &str) -> bool {
-    let verb = if mode == "ignored" { "ignores" } else { "honours" };
+    let verb = if mode == "ignored" {
+        "ignores"
+    } else {
+        "honours"
+    };
     logs.iter().any(|l| {
-        l.starts_with(&format!("{stream} (messagestream outbound): Postmark {verb} fromdate/todate"))
+        l.starts_with(&format!(
+            "{stream} (messagestream outbound): Postmark {verb} fromdate/todate"
+        ))
     })
 }
 
@@ -109,7 +115,12 @@ fn opens_and_clicks_past_the_cap_in_one_message_stream_equal_the_truth_whether_t
 
 #[test]
 fn a_singer_sync_of_events_whose_date_filter_is_ignored_is_exact_and_logs_the_detection() {
-    let fake = Fake::start(&["--scenario", "many-events", "--events-date-filter", "ignored"]);
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events",
+        "--events-date-filter",
+        "ignored",
+    ]);
     let s = Scratch::new("events-singer");
     let cfg = s.config(&fake, json!({}));
     let cat = s.write_json("catalog.json", &singer_catalog_of(&EVENTS));
@@ -169,7 +180,12 @@ fn an_incremental_second_sync_returns_the_new_events_and_nothing_older_than_its_
 
 #[test]
 fn with_an_honoured_date_filter_events_cost_within_a_tenth_of_the_minimum_requests() {
-    let fake = Fake::start(&["--scenario", "many-events", "--events-date-filter", "honoured"]);
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events",
+        "--events-date-filter",
+        "honoured",
+    ]);
     let s = Scratch::new("events-cost");
     let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
     assert_eq!(run.code, 0, "{}", run.stderr);

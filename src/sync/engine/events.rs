@@ -37,6 +37,7 @@ pub(super) struct Reader {
     total: Option<u64>,
     platform: Option<&'static str>,
     repeated: u64,
+    other_platform: u64,
 }
 
 struct Held {
@@ -48,12 +49,13 @@ struct Held {
 impl Reader {
     fn new(windows: Vec<Window>, inherited: Boundary, platform: Option<&'static str>) -> Reader {
         Reader {
-            read: NewestFirst::new(windows, inherited),
+            read: NewestFirst::new(windows, inherited, platform),
             held: BTreeMap::new(),
             scheduled_to: PAGE_SIZE,
             total: None,
             platform,
             repeated: 0,
+            other_platform: 0,
         }
     }
 }
@@ -257,17 +259,17 @@ impl<W: Write> Engine<'_, '_, W> {
             return Ok(());
         }
         self.reader_process(task_id, count, body, at)?;
-        loop {
-            let Some(reader) = self.tasks.get_mut(&task_id).and_then(|t| t.reader.as_mut()) else {
-                break;
-            };
-            let next = reader.read.next;
-            let Some(h) = reader.held.remove(&next) else {
-                break;
-            };
+        while let Some(h) = self.next_held(task_id) {
             self.reader_process(task_id, h.count, &h.body, h.at)?;
         }
         Ok(())
+    }
+
+    /// The held page whose turn it is, if it arrived.
+    fn next_held(&mut self, task_id: TaskId) -> Option<Held> {
+        let reader = self.tasks.get_mut(&task_id)?.reader.as_mut()?;
+        let next = reader.read.next;
+        reader.held.remove(&next)
     }
 
     /// Emits the records of a reader's next page and decides how the scope goes on.
@@ -318,6 +320,7 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         let (fates, after) = reader.read.page(count, page.total, &events);
         reader.repeated += fates.iter().filter(|f| **f == Fate::Repeated).count() as u64;
+        reader.other_platform += fates.iter().filter(|f| **f == Fate::OtherPlatform).count() as u64;
         let kept: Vec<&RawValue> = page
             .records
             .iter()
@@ -400,7 +403,16 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         let held = std::mem::take(&mut reader.held).len();
         let repeated = std::mem::take(&mut reader.repeated);
+        let other = std::mem::take(&mut reader.other_platform);
         let stream = task.stream;
+        if other > 0 {
+            let msg = format!(
+                "{}: Postmark answered {other} events of other platforms to a query by \
+                 platform; they were left to their own platform's query",
+                self.runs[stream].name()
+            );
+            self.out.log(Level::Warn, &msg)?;
+        }
         if repeated > 0 {
             let msg = format!(
                 "{}: {repeated} events came twice because new events arrived while a scope \
