@@ -9,6 +9,7 @@
 //! pages and all its children are; completed windows feed [`Progress`], which decides when a
 //! STATE may be emitted. Memory is bounded by pages in flight and open windows.
 
+mod fanout;
 mod pages;
 mod splitting;
 mod streams;
@@ -69,6 +70,8 @@ struct Pending {
     key: (usize, i64, TaskId, u32),
     count: Option<u32>,
     generation: u32,
+    /// A per-record request of a fan-out stream instead of a page of its listing.
+    detail: Option<fanout::Detail>,
 }
 
 struct InFlight {
@@ -77,6 +80,7 @@ struct InFlight {
     offset: u32,
     count: Option<u32>,
     generation: u32,
+    detail: Option<fanout::Detail>,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -222,7 +226,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
         let body = body?;
         let page =
-            parse_page(&body, spec.records_key).map_err(|detail| Error::UnexpectedResponse {
+            parse_page(&body, spec.envelope).map_err(|detail| Error::UnexpectedResponse {
                 context: context.clone(),
                 detail,
             })?;
@@ -298,6 +302,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             key: (t.stream, start, task, offset),
             count,
             generation: t.generation,
+            detail: None,
         }));
     }
 
@@ -353,17 +358,21 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
-            let request = build_request(
-                spec,
-                partition.as_deref(),
-                &task.filters,
-                task.window,
-                task.tight,
-                p.count.map(|c| (offset, c)),
-            );
-            let context = match &partition {
-                Some(ms) => format!("reading '{}' (messagestream {ms})", spec.name),
-                None => format!("reading '{}'", spec.name),
+            let request = match &p.detail {
+                Some(d) => d.request(),
+                None => build_request(
+                    spec,
+                    partition.as_deref(),
+                    &task.filters,
+                    task.window,
+                    task.tight,
+                    p.count.map(|c| (offset, c)),
+                ),
+            };
+            let context = match (&p.detail, &partition) {
+                (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
+                (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),
+                (None, None) => format!("reading '{}'", spec.name),
             };
             if self.runs[stream].phase == Phase::NotStarted {
                 self.start_stream(stream)?;
@@ -378,6 +387,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     offset,
                     count: p.count,
                     generation: p.generation,
+                    detail: p.detail,
                 },
             );
             if jobs
@@ -411,6 +421,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         if task.generation != job.generation {
             // A page of a window that has since been re-read: its rows come again.
             return self.page_done(job.task);
+        }
+        if job.detail.is_some() {
+            return self.on_detail(job, result, at);
         }
         match result {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {
