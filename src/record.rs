@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -260,6 +260,7 @@ impl Shaper {
             let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
             })?;
+            let multiline = has_line_break(raw.get());
             let keep: &[&str] = match self.shape {
                 Shape::AsIs => {
                     buf.clear();
@@ -267,7 +268,7 @@ impl Shaper {
                         .iter()
                         .map(|(k, v)| (k, *v))
                         .chain(obj.0.iter().map(|(k, v)| (k, v.get())));
-                    let (cursor, key_ok) = self.write_record(fields, extra.len(), buf);
+                    let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
                     self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
                     continue;
                 }
@@ -286,7 +287,7 @@ impl Shaper {
                             .map(|(k, v)| (k, v.get())),
                     )
                     .chain([(&name_key, name_json.as_str()), (&count_key, value.get())]);
-                let (cursor, key_ok) = self.write_record(fields, extra.len(), buf);
+                let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
                 self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
             }
         }
@@ -331,6 +332,7 @@ impl Shaper {
         &self,
         fields: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
         n_extra: usize,
+        multiline: bool,
         buf: &mut Vec<u8>,
     ) -> (Option<DateTime<Utc>>, bool) {
         let mut cursor = None;
@@ -372,10 +374,10 @@ impl Shaper {
                         }
                         write_utc(t, buf);
                     }
-                    None => buf.extend_from_slice(value.as_bytes()),
+                    None => copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf),
                 }
             } else {
-                buf.extend_from_slice(value.as_bytes());
+                copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf);
             }
         }
         buf.push(b'}');
@@ -434,6 +436,21 @@ fn mask_value(v: &mut Value, steps: &[String]) {
     }
 }
 
+fn has_line_break(raw: &str) -> bool {
+    raw.bytes().any(|b| b == b'\n' || b == b'\r')
+}
+
+/// Copies a raw value. A record line becomes one protocol message line as it is, so the
+/// line breaks of a pretty-printed body are left out: JSON allows no raw line break inside a
+/// string, so each one is whitespace between tokens (found by fuzzing).
+fn copy_value(raw: &str, multiline: bool, buf: &mut Vec<u8>) {
+    if multiline {
+        buf.extend(raw.bytes().filter(|b| *b != b'\n' && *b != b'\r'));
+    } else {
+        buf.extend_from_slice(raw.as_bytes());
+    }
+}
+
 #[derive(Debug)]
 pub enum ShapeError<E> {
     Malformed(String),
@@ -468,6 +485,9 @@ pub fn normalise_datetime(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(inner)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        // RFC 3339 has four-digit years: an offset that moves 0000-01-01 or 9999-12-31 past
+        // them in UTC is left as it came rather than written as `-0001-…` (found by fuzzing).
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// `"2025-03-11T18:02:37.512483Z"`: UTC, `Z`, six digits (or none when whole seconds).
@@ -553,6 +573,41 @@ mod tests {
         let (out, _) = shape(body, &shaper, None);
         assert!(out[0].get("Subject").is_none());
         assert_eq!(out[0]["We\"ird"], 1);
+    }
+
+    #[test]
+    fn a_pretty_printed_page_still_gives_one_line_per_record() {
+        // Fuzzing finding: line breaks inside values were copied into the record line, which
+        // splits its RECORD message over several lines of the JSON-lines protocol.
+        let body = "{\r\n  \"Messages\": [\n    {\n      \"MessageID\": \"a\",\n      \"To\": [\n        {\"Email\": \"x@y\",\r\n \"Name\": null}\n      ],\n      \"Subject\": \"two\\nlines\"\n    }\n  ]\n}";
+        let shaper = Shaper::new(vec![], None, vec![]);
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
+        let mut lines = Vec::new();
+        let mut buf = Vec::new();
+        shaper
+            .shape_page::<()>(&page.records, None, &mut buf, &mut |line| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap());
+                Ok(())
+            })
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains(['\n', '\r']), "{:?}", lines[0]);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["To"][0]["Email"], "x@y");
+        assert_eq!(v["Subject"], "two\nlines");
+    }
+
+    #[test]
+    fn date_times_that_leave_four_digit_years_in_utc_pass_through_unchanged() {
+        // Fuzzing finding: these became "-0001-12-31T23:00:00Z" and "+10000-01-01T04:59:59Z",
+        // which are not RFC 3339.
+        let body = r#"{"Messages":[{"MessageID":"a","ReceivedAt":"0000-01-01T00:00:00+01:00"},
+            {"MessageID":"b","ReceivedAt":"9999-12-31T23:59:59-05:00"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], None, vec![]);
+        let (out, _) = shape(body, &shaper, None);
+        assert_eq!(out[0]["ReceivedAt"], "0000-01-01T00:00:00+01:00");
+        assert_eq!(out[1]["ReceivedAt"], "9999-12-31T23:59:59-05:00");
     }
 
     #[test]

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
@@ -184,6 +184,12 @@ fn parse_stream_state(
             format!("stream '{name}': field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
         })?
         .with_timezone(&Utc);
+    // The STATE written back must parse again: RFC 3339 years are 0000–9999 (found by fuzzing).
+    if !(0..=9999).contains(&t.year()) {
+        return Err(format!(
+            "stream '{name}': field '{field}' is \"{text}\", outside the years 0000 to 9999 in UTC; expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\""
+        ));
+    }
     let in_progress = obj
         .get("in_progress")
         .and_then(|b| b.as_bool())
@@ -242,6 +248,21 @@ mod tests {
         assert!(err.contains("PER_STREAM"), "{err}");
         let err = parse(&json!({"bookmarks": {"bounces": 5}})).unwrap_err();
         assert!(err.contains("'bounces'"), "{err}");
+    }
+
+    #[test]
+    fn a_cursor_that_could_not_be_written_back_is_rejected() {
+        // Fuzzing finding: accepted, then handed back as "+10000-01-01T04:59:59Z", which
+        // the next run rejects.
+        for text in ["9999-12-31T23:59:59-05:00", "0000-01-01T00:00:00+01:00"] {
+            let err =
+                parse(&json!({"bookmarks": {"bounces": {"synced_until": text}}})).unwrap_err();
+            assert!(err.contains("'bounces'") && err.contains(text), "{err}");
+        }
+        assert!(parse(
+            &json!({"bookmarks": {"bounces": {"synced_until": "9999-12-31T23:59:59Z"}}})
+        )
+        .is_ok());
     }
 
     #[test]
