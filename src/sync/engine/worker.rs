@@ -79,11 +79,12 @@ pub(super) fn build_request(
         query.push(("offset", offset.to_string()));
     }
     match (window, spec.cursor) {
-        // Daily stats: inclusive Eastern dates, through the day the window ends in.
+        // Daily stats: inclusive dates, from the calendar day of the start (as `start_date`
+        // is written) through the Eastern day the window ends in (today).
         (Some((start, end)), Cursor::Day(_)) => {
-            let day = |t| eastern::to_wall(t).date().format("%Y-%m-%d").to_string();
-            query.push(("fromdate", day(start)));
-            query.push(("todate", day(end)));
+            let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+            query.push(("fromdate", day(start.date_naive())));
+            query.push(("todate", day(eastern::to_wall(end).date())));
         }
         (Some((start, end)), _) => {
             // Both filter ends are inclusive to the second. With a record filter the
