@@ -27,7 +27,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// One GET request: path and query, without the base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub path: &'static str,
+    pub path: String,
     pub query: Vec<(&'static str, String)>,
 }
 

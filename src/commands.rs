@@ -55,7 +55,7 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
     };
     let client = Client::new(&config, rt.retry_base);
     let request = Request {
-        path: "/server",
+        path: "/server".into(),
         query: Vec::new(),
     };
     let mut retries = Vec::new();

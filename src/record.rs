@@ -14,6 +14,9 @@ use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::streams::{Envelope, Shape, MASK};
 
 /// A JSON object as borrowed (key, raw value) pairs, in input order.
 pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -63,26 +66,83 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 pub struct Page<'a> {
     pub total: Option<u64>,
     pub records: Vec<&'a RawValue>,
+    /// Records built from scalar fields of the envelope (`InactiveMails`).
+    pub built: Vec<Box<RawValue>>,
+    /// Fields of the envelope every record carries (`MessageID` of a details body).
+    pub carried: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
-/// Reads the envelope `{"TotalCount": n, "<records_key>": [...]}`.
-pub fn parse_page<'a>(body: &'a str, records_key: &str) -> Result<Page<'a>, String> {
-    let envelope: RawObject<'a> =
+impl<'a> Page<'a> {
+    /// Every record: the envelope's array (or object), then those built from scalars.
+    pub fn all(&self) -> Vec<&RawValue> {
+        let mut all: Vec<&RawValue> = self.records.to_vec();
+        all.extend(self.built.iter().map(|b| &**b));
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() + self.built.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn array<'a>(v: &'a RawValue, key: &str) -> Result<Vec<&'a RawValue>, String> {
+    serde_json::from_str::<Vec<&'a RawValue>>(v.get())
+        .map_err(|e| format!("'{key}' is not an array ({e})"))
+}
+
+/// Reads a response body as `envelope` describes it.
+pub fn parse_page<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, String> {
+    let fields: RawObject<'a> =
         serde_json::from_str(body).map_err(|e| format!("the body is not a JSON object ({e})"))?;
-    let mut total = None;
-    let mut records = None;
-    for (k, v) in envelope.0 {
+    let mut page = Page {
+        total: None,
+        records: Vec::new(),
+        built: Vec::new(),
+        carried: Vec::new(),
+    };
+    let key = match envelope {
+        Envelope::Object => {
+            let whole: &'a RawValue = serde_json::from_str(body)
+                .map_err(|e| format!("the body is not a JSON object ({e})"))?;
+            page.records.push(whole);
+            return Ok(page);
+        }
+        Envelope::List(k) | Envelope::Nested { key: k, .. } => k,
+        Envelope::ListAndScalars { key, .. } => key,
+    };
+    let mut found = false;
+    for (k, v) in fields.0 {
         if k == "TotalCount" {
-            total = serde_json::from_str::<u64>(v.get()).ok();
-        } else if k == records_key {
-            records = Some(
-                serde_json::from_str::<Vec<&'a RawValue>>(v.get())
-                    .map_err(|e| format!("'{records_key}' is not an array ({e})"))?,
-            );
+            page.total = serde_json::from_str::<u64>(v.get()).ok();
+        } else if k == key {
+            found = true;
+            page.records = array(v, key)?;
+        } else {
+            match envelope {
+                Envelope::Nested { carry, .. } if carry.iter().any(|c| *c == k) => {
+                    page.carried.push((k, v));
+                }
+                Envelope::ListAndScalars { scalars, .. } if scalars.iter().any(|c| *c == k) => {
+                    let name = serde_json::to_string(&*k).unwrap_or_default();
+                    let rec = format!("{{\"Name\":{name},\"Count\":{}}}", v.get());
+                    let built = RawValue::from_string(rec)
+                        .map_err(|e| format!("'{k}' is not a JSON value ({e})"))?;
+                    page.built.push(built);
+                }
+                _ => {}
+            }
         }
     }
-    let records = records.ok_or_else(|| format!("the body has no '{records_key}' array"))?;
-    Ok(Page { total, records })
+    // A stats body with no activity at all is `{"Days": []}`, but an empty envelope that
+    // lacks the array is a different answer than the one this stream expects.
+    if !found {
+        return Err(format!("the body has no '{key}' array"));
+    }
+    Ok(page)
 }
 
 /// Queries ask for whole seconds and never name an ambiguous wall time, so a correct answer
@@ -117,6 +177,11 @@ pub struct Shaper {
     datetime_fields: Vec<String>,
     cursor_field: Option<String>,
     excluded: Vec<String>,
+    /// Primary key fields: a record without one of them cannot be stored; it is counted.
+    key: Vec<String>,
+    /// Masked paths, split into steps (`["HttpHeaders", "[]", "Value"]`).
+    masked: Vec<Vec<String>>,
+    shape: Shape,
 }
 
 /// What happened to one page's records.
@@ -130,7 +195,12 @@ pub struct PageTally {
     pub far_outside: u64,
     /// Records whose cursor was missing or unreadable (emitted, never dropped).
     pub no_cursor: u64,
+    /// Records missing a primary key field (skipped: a destination cannot store them).
+    pub no_key: u64,
 }
+
+/// A field added to every record: name and raw JSON value.
+pub type Extra<'a> = (Cow<'a, str>, &'a str);
 
 impl Shaper {
     pub fn new(
@@ -142,7 +212,22 @@ impl Shaper {
             datetime_fields,
             cursor_field: cursor_field.map(str::to_string),
             excluded,
+            key: Vec::new(),
+            masked: Vec::new(),
+            shape: Shape::AsIs,
         }
+    }
+
+    /// The shaper of a stream's records, as its table row describes them.
+    pub fn for_stream(spec: &crate::streams::StreamSpec, excluded: Vec<String>) -> Shaper {
+        let mut shaper = Shaper::new(spec.datetime_fields(), spec.cursor_field(), excluded);
+        if !matches!(spec.cursor, crate::streams::Cursor::Field(_)) {
+            shaper.cursor_field = None;
+        }
+        shaper.key = spec.primary_key.iter().map(|k| k.to_string()).collect();
+        shaper.masked = spec.masked.iter().map(|p| mask_steps(p)).collect();
+        shaper.shape = spec.shape;
+        shaper
     }
 
     /// Writes every record of `records` that lies in `window` (when the stream has a cursor
@@ -154,46 +239,120 @@ impl Shaper {
         buf: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<PageTally, ShapeError<E>> {
+        self.shape_with(records, &[], window, buf, emit)
+    }
+
+    /// Like [`Shaper::shape_page`], with `extra` fields written first into every record
+    /// (`MessageStream` of the query, `MessageID` of a details body); a record's own field of
+    /// the same name is then left out.
+    pub fn shape_with<E>(
+        &self,
+        records: &[&RawValue],
+        extra: &[Extra],
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        buf: &mut Vec<u8>,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<PageTally, ShapeError<E>> {
         let mut tally = PageTally::default();
+        let name_key: Cow<str> = Cow::Borrowed("Name");
+        let count_key: Cow<str> = Cow::Borrowed("Count");
         for raw in records {
             let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
             })?;
-            buf.clear();
-            let cursor = self.write_record(&obj, has_line_break(raw.get()), buf);
-            if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
-                match cursor {
-                    Some(t) if t < start || t >= end => {
-                        tally.outside_window += 1;
-                        if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
-                            tally.far_outside += 1;
-                        }
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => tally.no_cursor += 1,
+            let multiline = has_line_break(raw.get());
+            let keep: &[&str] = match self.shape {
+                Shape::AsIs => {
+                    buf.clear();
+                    let fields = extra
+                        .iter()
+                        .map(|(k, v)| (k, *v))
+                        .chain(obj.0.iter().map(|(k, v)| (k, v.get())));
+                    let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
+                    self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
+                    continue;
                 }
+                Shape::Unpivot { keep } => keep,
+            };
+            for (name, value) in obj.0.iter().filter(|(k, _)| !keep.contains(&k.as_ref())) {
+                buf.clear();
+                let name_json = serde_json::to_string(name.as_ref()).unwrap_or_default();
+                let fields = extra
+                    .iter()
+                    .map(|(k, v)| (k, *v))
+                    .chain(
+                        obj.0
+                            .iter()
+                            .filter(|(k, _)| keep.contains(&k.as_ref()))
+                            .map(|(k, v)| (k, v.get())),
+                    )
+                    .chain([(&name_key, name_json.as_str()), (&count_key, value.get())]);
+                let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
+                self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
             }
-            emit(buf).map_err(ShapeError::Emit)?;
-            tally.emitted += 1;
         }
         Ok(tally)
     }
 
-    /// Serializes one record into `buf`; returns the cursor instant when there is one.
-    /// `multiline`: the record's text holds line breaks, which values must not carry over.
-    fn write_record(
+    fn emit_one<E>(
         &self,
-        obj: &RawObject,
+        cursor: Option<DateTime<Utc>>,
+        key_ok: bool,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        buf: &[u8],
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+        tally: &mut PageTally,
+    ) -> Result<(), ShapeError<E>> {
+        if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
+            match cursor {
+                Some(t) if t < start || t >= end => {
+                    tally.outside_window += 1;
+                    if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
+                        tally.far_outside += 1;
+                    }
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => tally.no_cursor += 1,
+            }
+        }
+        if !key_ok {
+            tally.no_key += 1;
+            return Ok(());
+        }
+        emit(buf).map_err(ShapeError::Emit)?;
+        tally.emitted += 1;
+        Ok(())
+    }
+
+    /// Serializes one record into `buf`; returns the cursor instant when there is one and
+    /// whether every key field had a value. The first `n_extra` fields are added ones: later
+    /// fields of the same name are left out.
+    fn write_record<'f>(
+        &self,
+        fields: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
+        n_extra: usize,
         multiline: bool,
         buf: &mut Vec<u8>,
-    ) -> Option<DateTime<Utc>> {
+    ) -> (Option<DateTime<Utc>>, bool) {
         let mut cursor = None;
+        let mut keys_seen = 0usize;
+        let mut written: Vec<&str> = Vec::new();
         buf.push(b'{');
         let mut first = true;
-        for (key, value) in &obj.0 {
+        for (i, (key, value)) in fields.enumerate() {
+            if n_extra > 0 {
+                if i < n_extra {
+                    written.push(key.as_ref());
+                } else if written.contains(&key.as_ref()) {
+                    continue;
+                }
+            }
             if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
                 continue;
+            }
+            if !self.key.is_empty() && value != "null" && self.key.iter().any(|k| k == key) {
+                keys_seen += 1;
             }
             if !first {
                 buf.push(b',');
@@ -201,22 +360,79 @@ impl Shaper {
             first = false;
             write_key(key, buf);
             buf.push(b':');
+            if !self.masked.is_empty() {
+                if let Some(masked) = self.mask(key, value) {
+                    buf.extend_from_slice(masked.as_bytes());
+                    continue;
+                }
+            }
             if self.datetime_fields.iter().any(|f| f == key) {
-                match normalise_datetime(value.get()) {
+                match normalise_datetime(value) {
                     Some(t) => {
                         if self.cursor_field.as_deref() == Some(key) {
                             cursor = Some(t);
                         }
                         write_utc(t, buf);
                     }
-                    None => copy_value(value.get(), multiline, buf),
+                    None => copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf),
                 }
             } else {
-                copy_value(value.get(), multiline, buf);
+                copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf);
             }
         }
         buf.push(b'}');
-        cursor
+        (cursor, keys_seen >= self.key.len())
+    }
+
+    /// The value of top-level field `key` with its masked parts replaced, if it has any.
+    fn mask(&self, key: &str, value: &str) -> Option<String> {
+        let paths: Vec<&[String]> = self
+            .masked
+            .iter()
+            .filter(|p| p.first().is_some_and(|f| f == key))
+            .map(|p| &p[1..])
+            .collect();
+        if paths.is_empty() {
+            return None;
+        }
+        // A value that is not JSON cannot come from serde's raw scan; mask it whole.
+        let mut v: Value = serde_json::from_str(value).unwrap_or(Value::from(MASK));
+        for p in paths {
+            mask_value(&mut v, p);
+        }
+        Some(v.to_string())
+    }
+}
+
+/// `"HttpHeaders[].Value"` → `["HttpHeaders", "[]", "Value"]`.
+fn mask_steps(path: &str) -> Vec<String> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        match part.strip_suffix("[]") {
+            Some(field) => {
+                steps.push(field.to_string());
+                steps.push("[]".to_string());
+            }
+            None => steps.push(part.to_string()),
+        }
+    }
+    steps
+}
+
+/// Replaces what `steps` points at inside `v` by [`MASK`]; nulls stay null (nothing to hide).
+fn mask_value(v: &mut Value, steps: &[String]) {
+    let Some((step, rest)) = steps.split_first() else {
+        if !v.is_null() {
+            *v = Value::from(MASK);
+        }
+        return;
+    };
+    if step == "[]" {
+        if let Some(items) = v.as_array_mut() {
+            items.iter_mut().for_each(|item| mask_value(item, rest));
+        }
+    } else if let Some(inner) = v.get_mut(step.as_str()) {
+        mask_value(inner, rest);
     }
 }
 
@@ -295,7 +511,7 @@ mod tests {
         shaper: &Shaper,
         window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> (Vec<serde_json::Value>, PageTally) {
-        let page = parse_page(body, "Messages").unwrap();
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
         let mut out = Vec::new();
         let mut buf = Vec::new();
         let tally = shaper
@@ -365,7 +581,7 @@ mod tests {
         // splits its RECORD message over several lines of the JSON-lines protocol.
         let body = "{\r\n  \"Messages\": [\n    {\n      \"MessageID\": \"a\",\n      \"To\": [\n        {\"Email\": \"x@y\",\r\n \"Name\": null}\n      ],\n      \"Subject\": \"two\\nlines\"\n    }\n  ]\n}";
         let shaper = Shaper::new(vec![], None, vec![]);
-        let page = parse_page(body, "Messages").unwrap();
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
         let mut lines = Vec::new();
         let mut buf = Vec::new();
         shaper
@@ -396,10 +612,10 @@ mod tests {
 
     #[test]
     fn a_missing_records_array_is_reported() {
-        assert!(parse_page(r#"{"TotalCount":1}"#, "Bounces")
+        assert!(parse_page(r#"{"TotalCount":1}"#, Envelope::List("Bounces"))
             .err()
             .unwrap()
             .contains("'Bounces'"));
-        assert!(parse_page("<html>", "Bounces").is_err());
+        assert!(parse_page("<html>", Envelope::List("Bounces")).is_err());
     }
 }

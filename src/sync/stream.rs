@@ -40,6 +40,8 @@ pub struct StreamRun {
     pub requests: u64,
     pub windows_done: u64,
     pub unreachable_rows: u64,
+    /// Records skipped and warned about (per-record requests Postmark could not answer).
+    pub skipped: u64,
     pub started: Option<Instant>,
     pub warned_zone: bool,
     pub warned_cursor: bool,
@@ -50,11 +52,7 @@ pub struct StreamRun {
 
 impl StreamRun {
     pub fn new(selected: SelectedStream, partitions: Vec<Option<String>>) -> StreamRun {
-        let shaper = Shaper::new(
-            selected.spec.datetime_fields(),
-            selected.spec.cursor_field(),
-            selected.excluded_fields.clone(),
-        );
+        let shaper = Shaper::for_stream(selected.spec, selected.excluded_fields.clone());
         StreamRun {
             selected,
             shaper,
@@ -71,6 +69,7 @@ impl StreamRun {
             requests: 0,
             windows_done: 0,
             unreachable_rows: 0,
+            skipped: 0,
             started: None,
             warned_zone: false,
             warned_cursor: false,
@@ -172,8 +171,16 @@ impl StreamRun {
             .last_state_cursor
             .map(|c| format!("; synced until {}", fmt_time(c)))
             .unwrap_or_default();
+        let skipped = if self.skipped > 0 {
+            format!(
+                "; {} listed records skipped (see the warnings)",
+                self.skipped
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}",
+            "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}{skipped}",
             self.name(),
             self.records,
             self.pages,

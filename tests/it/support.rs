@@ -16,13 +16,27 @@ use serde_json::{json, Value};
 /// Every test pretends the sync starts at this instant (fake and connector agree).
 pub const NOW: &str = "2026-11-20T12:00:00Z";
 pub const TOKEN: &str = "fake-server-token";
-pub const STREAMS: [&str; 5] = [
-    "messages_outbound",
-    "messages_inbound",
-    "bounces",
-    "templates",
-    "message_streams",
-];
+
+/// Every stream of the connector's table, in table order (what `discover` lists).
+pub fn all_streams() -> Vec<&'static str> {
+    source_postmark::streams::STREAMS
+        .iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The streams a read with the default config covers (opt-in streams left out).
+pub fn streams() -> Vec<&'static str> {
+    source_postmark::streams::STREAMS
+        .iter()
+        .filter(|s| s.opt_in.is_none())
+        .map(|s| s.name)
+        .collect()
+}
+
+fn spec_of(stream: &str) -> &'static source_postmark::streams::StreamSpec {
+    source_postmark::streams::find(stream).unwrap_or_else(|| panic!("unknown stream {stream}"))
+}
 
 pub fn connector_bin() -> &'static str {
     env!("CARGO_BIN_EXE_source-postmark")
@@ -228,7 +242,6 @@ impl Run {
     }
 
     pub fn keys(&self, stream: &str) -> Vec<String> {
-        let key = key_of(stream);
         self.lines()
             .iter()
             .filter(|m| m["type"] == "RECORD")
@@ -238,7 +251,7 @@ impl Run {
                 } else {
                     (&m["stream"], &m["record"])
                 };
-                (s == stream).then(|| key_string(&data[key]))
+                (s == stream).then(|| record_key(stream, data))
             })
             .collect()
     }
@@ -283,12 +296,17 @@ impl Run {
     }
 }
 
-pub fn key_of(stream: &str) -> &'static str {
-    match stream {
-        "messages_outbound" | "messages_inbound" => "MessageID",
-        "bounces" | "message_streams" => "ID",
-        "templates" => "TemplateId",
-        other => panic!("unknown stream {other}"),
+/// The primary key fields of `stream`, from the connector's table.
+pub fn key_of(stream: &str) -> &'static [&'static str] {
+    spec_of(stream).primary_key
+}
+
+/// A record's key as the fake's truth writes it: the value of a single key (strings bare),
+/// or a compact JSON array of the values in key order.
+pub fn record_key(stream: &str, data: &Value) -> String {
+    match key_of(stream) {
+        [one] => key_string(&data[*one]),
+        many => Value::Array(many.iter().map(|k| data[*k].clone()).collect()).to_string(),
     }
 }
 
@@ -504,9 +522,10 @@ pub fn airbyte_read(
 
 /// The fake's keys of `stream` for a default read (time-based streams over `default_range`).
 pub fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
-    match stream {
-        "templates" | "message_streams" => fake.truth(stream, None),
-        _ => fake.truth(stream, Some(default_range())),
+    use source_postmark::streams::Cursor;
+    match spec_of(stream).cursor {
+        Cursor::Field(_) | Cursor::WindowEnd => fake.truth(stream, Some(default_range())),
+        Cursor::None | Cursor::Day(_) => fake.truth(stream, None),
     }
 }
 

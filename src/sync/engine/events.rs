@@ -67,7 +67,7 @@ fn events_stream(spec: &StreamSpec) -> Option<(&'static str, Vec<&'static str>)>
 }
 
 fn key_fields(spec: &StreamSpec) -> Vec<&'static str> {
-    vec![spec.primary_key]
+    spec.primary_key.to_vec()
 }
 
 impl<W: Write> Engine<'_, '_, W> {
@@ -288,7 +288,7 @@ impl<W: Write> Engine<'_, '_, W> {
         let Some((cursor, keys)) = events_stream(spec) else {
             return Ok(());
         };
-        let page = match parse_page(body, spec.records_key) {
+        let page = match parse_page(body, spec.envelope) {
             Ok(p) => p,
             Err(detail) => {
                 let context = format!("reading '{}'", spec.name);
@@ -335,6 +335,13 @@ impl<W: Write> Engine<'_, '_, W> {
             count: Some(count),
             generation,
             probe: None,
+            detail: None,
+        };
+        let kept = Page {
+            total: page.total,
+            records: kept,
+            built: Vec::new(),
+            carried: Vec::new(),
         };
         self.emit_page(&job, &kept, at)?;
         match after {

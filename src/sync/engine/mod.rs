@@ -10,6 +10,7 @@
 //! STATE may be emitted. Memory is bounded by pages in flight and open windows.
 
 mod events;
+mod fanout;
 mod pages;
 mod splitting;
 mod streams;
@@ -74,6 +75,8 @@ struct Pending {
     generation: u32,
     /// Asks this window instead of the task's: is the date filter applied?
     probe: Option<Window>,
+    /// A per-record request of a fan-out stream instead of a page of its listing.
+    detail: Option<fanout::Detail>,
 }
 
 struct InFlight {
@@ -83,6 +86,7 @@ struct InFlight {
     count: Option<u32>,
     generation: u32,
     probe: Option<Window>,
+    detail: Option<fanout::Detail>,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -231,7 +235,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
         let body = body?;
         let page =
-            parse_page(&body, spec.records_key).map_err(|detail| Error::UnexpectedResponse {
+            parse_page(&body, spec.envelope).map_err(|detail| Error::UnexpectedResponse {
                 context: context.clone(),
                 detail,
             })?;
@@ -319,6 +323,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             count,
             generation: t.generation,
             probe,
+            detail: None,
         }));
     }
 
@@ -380,17 +385,21 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 (None, Some(_)) => None,
                 (None, None) => task.window,
             };
-            let request = build_request(
-                spec,
-                partition.as_deref(),
-                &task.filters,
-                window,
-                task.tight,
-                p.count.map(|c| (offset, c)),
-            );
-            let context = match &partition {
-                Some(ms) => format!("reading '{}' (messagestream {ms})", spec.name),
-                None => format!("reading '{}'", spec.name),
+            let request = match &p.detail {
+                Some(d) => d.request(),
+                None => build_request(
+                    spec,
+                    partition.as_deref(),
+                    &task.filters,
+                    window,
+                    task.tight,
+                    p.count.map(|c| (offset, c)),
+                ),
+            };
+            let context = match (&p.detail, &partition) {
+                (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
+                (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),
+                (None, None) => format!("reading '{}'", spec.name),
             };
             if self.runs[stream].phase == Phase::NotStarted {
                 self.start_stream(stream)?;
@@ -406,6 +415,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     count: p.count,
                     generation: p.generation,
                     probe: p.probe,
+                    detail: p.detail,
                 },
             );
             if jobs
@@ -439,6 +449,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         if task.generation != job.generation {
             // A page of a window that has since been re-read: its rows come again.
             return self.page_done(job.task);
+        }
+        if job.detail.is_some() {
+            return self.on_detail(job, result, at);
         }
         match result {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {

@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use super::{Engine, InFlight, Phase, TaskId};
 use crate::error::Error;
 use crate::protocol::Level;
-use crate::record::{oldest_cursor, parse_page, ShapeError};
-use crate::streams::Cursor;
+use std::borrow::Cow;
+
+use crate::record::{oldest_cursor, parse_page, Extra, Page, ShapeError};
+use crate::streams::{Added, Cursor};
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP};
 
 /// How often a window that changes while it is read is read again from the start.
@@ -31,7 +33,7 @@ impl<W: Write> Engine<'_, '_, W> {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let spec = self.runs[job.stream].selected.spec;
-        let page = match parse_page(body, spec.records_key) {
+        let page = match parse_page(body, spec.envelope) {
             Ok(p) => p,
             Err(detail) => {
                 let context = format!("reading '{}'", spec.name);
@@ -86,7 +88,11 @@ impl<W: Write> Engine<'_, '_, W> {
         if self.runs[job.stream].phase == Phase::Failed {
             return Ok(());
         }
-        self.emit_page(&job, &page.records, at)?;
+        if spec.fan_out.is_some() {
+            self.fan_out(&job, &page)?;
+        } else {
+            self.emit_page(&job, &page, at)?;
+        }
         self.page_done(job.task)
     }
 
@@ -214,7 +220,7 @@ impl<W: Write> Engine<'_, '_, W> {
     pub(super) fn emit_page(
         &mut self,
         job: &InFlight,
-        records: &[&serde_json::value::RawValue],
+        page: &Page,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let window = match self.runs[job.stream].selected.spec.cursor {
@@ -226,13 +232,31 @@ impl<W: Write> Engine<'_, '_, W> {
                 .and_then(|t| t.window),
             _ => None,
         };
+        let records = page.all();
+        // Fields added from the request: the message stream queried, the envelope's own.
+        let spec = self.runs[job.stream].selected.spec;
+        let partition = self
+            .tasks
+            .get(&job.task)
+            .and_then(|t| self.runs[job.stream].partitions.get(t.partition))
+            .cloned()
+            .flatten()
+            .map(|p| serde_json::Value::from(p).to_string());
+        let mut extra: Vec<Extra> = Vec::with_capacity(spec.added.len() + page.carried.len());
+        for added in spec.added {
+            match (added, &partition) {
+                (Added::Partition(field), Some(p)) => extra.push((Cow::Borrowed(*field), p)),
+                (Added::Partition(_), None) => {}
+            }
+        }
+        extra.extend(page.carried.iter().map(|(k, v)| (k.clone(), v.get())));
         self.out.begin_page(at);
         let run = &mut self.runs[job.stream];
         let name = run.selected.spec.name;
         let out = &mut *self.out;
         let tally = run
             .shaper
-            .shape_page(records, window, &mut self.buf, &mut |line| {
+            .shape_with(&records, &extra, window, &mut self.buf, &mut |line| {
                 out.record(name, line)
             })
             .map_err(|e| match e {
@@ -258,6 +282,15 @@ impl<W: Write> Engine<'_, '_, W> {
                  its date filter is not reading US Eastern time for this account, so records may be missed. \
                  Please report this with your account's time-zone setting",
                 tally.far_outside
+            );
+            self.out.log(Level::Warn, &msg)?;
+        }
+        if tally.no_key > 0 {
+            let msg = format!(
+                "{name}: skipped {} records without a value for every key field ({}); a \
+                 destination cannot store them",
+                tally.no_key,
+                run.selected.spec.primary_key.join(", ")
             );
             self.out.log(Level::Warn, &msg)?;
         }
