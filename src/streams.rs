@@ -288,6 +288,9 @@ const BOUNCE_TYPES: &[&str] = &[
     "TemplateRenderingFailed",
 ];
 
+/// Values of the opens/clicks `platform` filter; every event has one (api.md §4.10).
+pub const PLATFORMS: &[&str] = &["WebMail", "Desktop", "Mobile", "Unknown"];
+
 pub const STREAMS: &[StreamSpec] = &[
     StreamSpec {
         name: "messages_outbound",
@@ -351,6 +354,34 @@ pub const STREAMS: &[StreamSpec] = &[
             ("IncludeArchivedStreams", "true"),
         ],
         schema_json: include_str!("../catalogs/schemas/message_streams.json"),
+        ..BASE
+    },
+    StreamSpec {
+        name: "opens",
+        path: "/messages/outbound/opens",
+        envelope: Envelope::List("Opens"),
+        primary_key: &["MessageID", "Recipient", "ReceivedAt"],
+        // Whether Postmark applies fromdate/todate here is UNCONFIRMED: the engine verifies
+        // it per message stream and reads newest-first when it does not (sync::events).
+        cursor: Cursor::Field("ReceivedAt"),
+        partitioning: Partitioning::OutboundStreams,
+        paging: Paging::CountOffset,
+        split_filters: &[("platform", PLATFORMS)],
+        added: &[Added::Partition("MessageStream")],
+        schema_json: include_str!("../catalogs/schemas/opens.json"),
+        ..BASE
+    },
+    StreamSpec {
+        name: "clicks",
+        path: "/messages/outbound/clicks",
+        envelope: Envelope::List("Clicks"),
+        primary_key: &["MessageID", "Recipient", "ReceivedAt", "OriginalLink"],
+        cursor: Cursor::Field("ReceivedAt"),
+        partitioning: Partitioning::OutboundStreams,
+        paging: Paging::CountOffset,
+        split_filters: &[("platform", PLATFORMS)],
+        added: &[Added::Partition("MessageStream")],
+        schema_json: include_str!("../catalogs/schemas/clicks.json"),
         ..BASE
     },
     StreamSpec {

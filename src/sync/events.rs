@@ -33,7 +33,7 @@ use crate::streams::StreamSpec;
 /// Values of the `platform` filter. Postmark documents these four and every event has one
 /// (`Unknown` when it cannot tell), so they partition a scope; a child count that does not
 /// add up to its parent's is reported.
-pub const PLATFORMS: &[&str] = &["WebMail", "Desktop", "Mobile", "Unknown"];
+pub const PLATFORMS: &[&str] = crate::streams::PLATFORMS;
 
 /// Records this far outside a window prove the date filter was not applied. Queries ask for
 /// whole seconds with an inclusive end, so an honoured filter strays at most one second.
