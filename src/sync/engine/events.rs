@@ -16,7 +16,7 @@ use crate::record::{parse_page, Page};
 use crate::streams::StreamSpec;
 use crate::sync::events::{self as ev, After, Boundary, DateFilter, Fate, FirstPage, NewestFirst};
 use crate::sync::stream::fmt_time;
-use crate::sync::windows::{next_count, Sample, Window, OFFSET_CAP, PAGE_SIZE};
+use crate::sync::windows::{next_count, split_time, Sample, Window, OFFSET_CAP, PAGE_SIZE};
 
 /// What the engine knows of the date filter of opens and clicks.
 #[derive(Default)]
@@ -25,6 +25,15 @@ pub(super) struct Known {
     filters: HashMap<(usize, usize), DateFilter>,
     /// Root tasks waiting for a probe: the count and sample of their first page.
     probing: HashMap<TaskId, (u64, Option<Sample>)>,
+    /// The oldest piece of a split whose answer settles the question, by its task id; the
+    /// other pieces wait for it.
+    gates: HashMap<TaskId, Gate>,
+}
+
+struct Gate {
+    root: TaskId,
+    total: u64,
+    held: Vec<TaskId>,
 }
 
 /// A task reading its scope newest-first without date filter.
@@ -97,6 +106,9 @@ impl<W: Write> Engine<'_, '_, W> {
         let Some(window) = window else {
             return Ok(false);
         };
+        if let Some(gate) = self.date_filters.gates.remove(&job.task) {
+            return self.gate_answered(job, gate, window, body, page, at);
+        }
         if let Some(probe) = job.probe {
             let (root_total, sample) = self
                 .date_filters
@@ -106,7 +118,7 @@ impl<W: Write> Engine<'_, '_, W> {
             let span = ev::span(&ev::scan(&page.records, cursor, &keys));
             let verdict = ev::judge_probe(probe, root_total, page.total, span);
             let evidence = format!(
-                "{} events in [{}, {}) but {} in the one second from {}{}",
+                "{} events in [{}, {}), {} in the one second from {}: {}",
                 root_total,
                 fmt_time(window.0),
                 fmt_time(window.1),
@@ -141,7 +153,7 @@ impl<W: Write> Engine<'_, '_, W> {
             FirstPage::Windowed => Ok(false),
             FirstPage::Ignored => {
                 let evidence = format!(
-                    "the first page of [{}, {}) held{}",
+                    "the first page of [{}, {}) returned {}",
                     fmt_time(window.0),
                     fmt_time(window.1),
                     describe_span(span)
@@ -159,6 +171,10 @@ impl<W: Write> Engine<'_, '_, W> {
                     oldest: s.oldest,
                     rows: s.rows,
                 });
+                if self.split_gated(job.task, window, total, sample, span) {
+                    self.page_done(job.task)?;
+                    return Ok(true);
+                }
                 self.date_filters.probing.insert(job.task, (total, sample));
                 if let Some(t) = self.tasks.get_mut(&job.task) {
                     t.pages_pending += 1;
@@ -168,6 +184,100 @@ impl<W: Write> Engine<'_, '_, W> {
                 Ok(true)
             }
         }
+    }
+
+    /// Splits a crowded root window in time as an honoured filter needs, but asks only its
+    /// oldest piece (which the page's newest event is not in) until that piece's answer
+    /// tells whether the filter is applied: under an honoured filter the probe is a piece
+    /// that had to be read anyway. False when no such piece exists.
+    fn split_gated(
+        &mut self,
+        task_id: TaskId,
+        window: Window,
+        total: u64,
+        sample: Option<Sample>,
+        span: Option<ev::Span>,
+    ) -> bool {
+        let (Some(pieces), Some(span)) = (split_time(window, Some(total), sample), span) else {
+            return false;
+        };
+        if pieces.len() < 2 || !ev::strays(pieces[0], Some(span)) {
+            return false;
+        }
+        let first = self.next_task;
+        if !self.split(task_id, Some(total), sample) {
+            return false;
+        }
+        let held: Vec<TaskId> = (first + 1..self.next_task).collect();
+        self.queue.retain(|p| !held.contains(&p.0.key.2));
+        let gate = Gate {
+            root: task_id,
+            total,
+            held,
+        };
+        self.date_filters.gates.insert(first, gate);
+        true
+    }
+
+    /// The oldest piece of a gated split answered: settle the question, then either release
+    /// the other pieces (honoured; this page goes on as any first page) or drop the split
+    /// and read the root's scope newest-first from this page (ignored).
+    fn gate_answered(
+        &mut self,
+        job: &InFlight,
+        gate: Gate,
+        piece: Window,
+        body: &str,
+        page: &Page,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let spec = self.runs[job.stream].selected.spec;
+        let Some((cursor, keys)) = events_stream(spec) else {
+            return Ok(false);
+        };
+        let Some(root) = self.tasks.get(&gate.root) else {
+            return Ok(false);
+        };
+        let (partition, window) = (root.partition, root.window);
+        let span = ev::span(&ev::scan(&page.records, cursor, &keys));
+        let verdict = ev::judge_probe(piece, gate.total, page.total, span);
+        let evidence = format!(
+            "{} events in [{}, {}), {} in its oldest part [{}, {}): {}",
+            gate.total,
+            window.map_or(String::new(), |w| fmt_time(w.0)),
+            window.map_or(String::new(), |w| fmt_time(w.1)),
+            page.total.map_or("no count".to_string(), |t| t.to_string()),
+            fmt_time(piece.0),
+            fmt_time(piece.1),
+            describe_span(span),
+        );
+        self.learn(job.stream, partition, verdict, &evidence)?;
+        if verdict != DateFilter::Ignored {
+            for child in gate.held {
+                self.enqueue(child, 0, Some(PAGE_SIZE));
+            }
+            return Ok(false);
+        }
+        // Undo the split: its pieces were never read (the held ones never asked).
+        let mut removed = 0;
+        for child in gate.held.iter().chain(std::iter::once(&job.task)) {
+            if self.tasks.remove(child).is_some() {
+                removed += 1;
+            }
+        }
+        let run = &mut self.runs[job.stream];
+        run.open_tasks = run.open_tasks.saturating_sub(removed);
+        let Some(root) = self.tasks.get_mut(&gate.root) else {
+            return Ok(true);
+        };
+        root.split = false;
+        root.children_pending = 0;
+        root.expected_total = None;
+        root.pages_pending += 1;
+        let windows = root.window.into_iter().collect();
+        self.become_reader(gate.root, windows);
+        self.reader_page(gate.root, 0, job.count.unwrap_or(PAGE_SIZE), body, at)?;
+        Ok(true)
     }
 
     /// Records what a stream's message stream does with the date filter, once, with why.
@@ -476,10 +586,10 @@ impl<W: Write> Engine<'_, '_, W> {
 fn describe_span(span: Option<ev::Span>) -> String {
     match span {
         Some(s) => format!(
-            "; returned events from {} to {}",
+            "events from {} to {}",
             fmt_time(s.oldest),
             fmt_time(s.newest)
         ),
-        None => "; returned no events".to_string(),
+        None => "no events".to_string(),
     }
 }
