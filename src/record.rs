@@ -374,10 +374,18 @@ impl Shaper {
                         }
                         write_utc(t, buf);
                     }
-                    None => copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf),
+                    None => copy_value(
+                        value,
+                        multiline || (i < n_extra && has_line_break(value)),
+                        buf,
+                    ),
                 }
             } else {
-                copy_value(value, multiline || (i < n_extra && has_line_break(value)), buf);
+                copy_value(
+                    value,
+                    multiline || (i < n_extra && has_line_break(value)),
+                    buf,
+                );
             }
         }
         buf.push(b'}');

@@ -10,6 +10,7 @@
 //! STATE may be emitted. Memory is bounded by pages in flight and open windows.
 
 mod fanout;
+mod merge;
 mod pages;
 mod splitting;
 mod streams;
@@ -34,6 +35,7 @@ use crate::error::Error;
 use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::record::{parse_page, RawObject};
 use crate::streams::{self as stream_table, Paging, Partitioning};
+pub use merge::MergeBuf;
 use worker::{build_request, spawn_workers, Job, WorkerMsg};
 
 type TaskId = u64;
@@ -201,7 +203,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                         .map(|p| (p, Some((s, e))))
                         .collect(),
                     Some(_) => Vec::new(),
-                    None => vec![(0, None)],
+                    None => (0..run.partitions.len()).map(|p| (p, None)).collect(),
                 }
             };
             self.runs[idx].roots_unprobed = roots.len();
@@ -291,6 +293,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             Paging::Single => None,
         };
         self.enqueue(id, 0, count);
+        // Merged endpoints: one request per part, the part's index in the offset slot.
+        let parts = self.runs[stream].selected.spec.parts.len();
+        if parts > 1 {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.pages_pending = parts;
+            }
+            for part in 1..parts {
+                self.enqueue(id, part as u32, None);
+            }
+        }
     }
 
     fn enqueue(&mut self, task: TaskId, offset: u32, count: Option<u32>) {
@@ -358,7 +370,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
-            let request = match &p.detail {
+            let mut request = match &p.detail {
                 Some(d) => d.request(),
                 None => build_request(
                     spec,
@@ -369,6 +381,13 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     p.count.map(|c| (offset, c)),
                 ),
             };
+            if let Some(part) = spec
+                .parts
+                .get(offset as usize)
+                .filter(|_| p.count.is_none())
+            {
+                request.path = part.path.to_string();
+            }
             let context = match (&p.detail, &partition) {
                 (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
                 (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),
