@@ -25,6 +25,7 @@ impl SelectedStream {
     pub fn all_default() -> Vec<SelectedStream> {
         STREAMS
             .iter()
+            .filter(|spec| spec.opt_in.is_none())
             .map(|spec| SelectedStream {
                 spec,
                 incremental: spec.is_incremental(),
@@ -118,7 +119,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     };
     let mut stream_md = json!({
         "inclusion": "available",
-        "selected-by-default": true,
+        "selected-by-default": spec.opt_in.is_none(),
         "table-key-properties": spec.primary_key,
     });
     if spec.is_incremental() {

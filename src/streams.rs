@@ -288,9 +288,6 @@ const BOUNCE_TYPES: &[&str] = &[
     "TemplateRenderingFailed",
 ];
 
-/// Values of the opens/clicks `platform` filter; every event has one (api.md §4.10).
-pub const PLATFORMS: &[&str] = &["WebMail", "Desktop", "Mobile", "Unknown"];
-
 pub const STREAMS: &[StreamSpec] = &[
     StreamSpec {
         name: "messages_outbound",
@@ -357,34 +354,6 @@ pub const STREAMS: &[StreamSpec] = &[
         ..BASE
     },
     StreamSpec {
-        name: "opens",
-        path: "/messages/outbound/opens",
-        envelope: Envelope::List("Opens"),
-        primary_key: &["MessageID", "Recipient", "ReceivedAt"],
-        // Whether Postmark applies fromdate/todate here is UNCONFIRMED: the engine verifies
-        // it per message stream and reads newest-first when it does not (sync::events).
-        cursor: Cursor::Field("ReceivedAt"),
-        partitioning: Partitioning::OutboundStreams,
-        paging: Paging::CountOffset,
-        split_filters: &[("platform", PLATFORMS)],
-        added: &[Added::Partition("MessageStream")],
-        schema_json: include_str!("../catalogs/schemas/opens.json"),
-        ..BASE
-    },
-    StreamSpec {
-        name: "clicks",
-        path: "/messages/outbound/clicks",
-        envelope: Envelope::List("Clicks"),
-        primary_key: &["MessageID", "Recipient", "ReceivedAt", "OriginalLink"],
-        cursor: Cursor::Field("ReceivedAt"),
-        partitioning: Partitioning::OutboundStreams,
-        paging: Paging::CountOffset,
-        split_filters: &[("platform", PLATFORMS)],
-        added: &[Added::Partition("MessageStream")],
-        schema_json: include_str!("../catalogs/schemas/clicks.json"),
-        ..BASE
-    },
-    StreamSpec {
         name: "suppressions",
         path: "/message-streams/{stream}/suppressions/dump",
         envelope: Envelope::List("Suppressions"),
@@ -424,7 +393,146 @@ pub const STREAMS: &[StreamSpec] = &[
         schema_json: include_str!("../catalogs/schemas/inbound_rules.json"),
         ..BASE
     },
+    StreamSpec {
+        name: "stats_outbound_daily",
+        path: "/stats/outbound",
+        parts: &[
+            Part {
+                path: "/stats/outbound/sends",
+                renames: &[],
+            },
+            Part {
+                path: "/stats/outbound/bounces",
+                renames: &[],
+            },
+            Part {
+                path: "/stats/outbound/spam",
+                renames: &[],
+            },
+            Part {
+                path: "/stats/outbound/tracked",
+                renames: &[],
+            },
+            Part {
+                path: "/stats/outbound/opens",
+                renames: &[("Unique", "UniqueOpens")],
+            },
+            Part {
+                path: "/stats/outbound/clicks",
+                renames: &[("Unique", "UniqueClicks")],
+            },
+        ],
+        schema_json: include_str!("../catalogs/schemas/stats_outbound_daily.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "stats_open_platforms",
+        path: "/stats/outbound/opens/platforms",
+        schema_json: include_str!("../catalogs/schemas/stats_open_platforms.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "stats_click_platforms",
+        path: "/stats/outbound/clicks/platforms",
+        schema_json: include_str!("../catalogs/schemas/stats_click_platforms.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "stats_click_locations",
+        path: "/stats/outbound/clicks/location",
+        schema_json: include_str!("../catalogs/schemas/stats_click_locations.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "stats_open_email_clients",
+        path: "/stats/outbound/opens/emailclients",
+        shape: Shape::Unpivot { keep: &["Date"] },
+        primary_key: &["MessageStream", "Date", "Name"],
+        schema_json: include_str!("../catalogs/schemas/stats_open_email_clients.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "stats_click_browser_families",
+        path: "/stats/outbound/clicks/browserfamilies",
+        shape: Shape::Unpivot { keep: &["Date"] },
+        primary_key: &["MessageStream", "Date", "Name"],
+        schema_json: include_str!("../catalogs/schemas/stats_click_browser_families.json"),
+        ..DAILY
+    },
+    StreamSpec {
+        name: "opens",
+        path: "/messages/outbound/opens",
+        envelope: Envelope::List("Opens"),
+        primary_key: &["MessageID", "Recipient", "ReceivedAt"],
+        split_filters: &[("platform", PLATFORMS)],
+        schema_json: include_str!("../catalogs/schemas/opens.json"),
+        ..EVENTS
+    },
+    StreamSpec {
+        name: "clicks",
+        path: "/messages/outbound/clicks",
+        envelope: Envelope::List("Clicks"),
+        primary_key: &["MessageID", "Recipient", "ReceivedAt", "OriginalLink"],
+        split_filters: &[("platform", PLATFORMS)],
+        schema_json: include_str!("../catalogs/schemas/clicks.json"),
+        ..EVENTS
+    },
+    StreamSpec {
+        name: "message_events",
+        path: "/messages/outbound",
+        envelope: Envelope::List("Messages"),
+        primary_key: &["MessageID", "Recipient", "Type", "ReceivedAt"],
+        // Events carry their own times, not the message's: the windows are the messages'.
+        cursor: Cursor::WindowEnd,
+        partitioning: Partitioning::OutboundStreams,
+        paging: Paging::CountOffset,
+        split_filters: &[("status", OUTBOUND_STATUSES)],
+        fan_out: Some(FanOut {
+            path: "/messages/outbound/{MessageID}/details",
+            envelope: Envelope::Nested {
+                key: "MessageEvents",
+                carry: &["MessageID"],
+            },
+            list_cursor: Some("ReceivedAt"),
+            skip_error_code: Some(MESSAGE_NOT_FOUND),
+        }),
+        opt_in: Some(OptIn::MessageEvents),
+        schema_json: include_str!("../catalogs/schemas/message_events.json"),
+        ..BASE
+    },
 ];
+
+/// Open and click events: windowed on `ReceivedAt` per sending stream, like the messages,
+/// when Postmark honours `fromdate`/`todate` on them (UNCONFIRMED, api.md §13.1).
+/// Opens and clicks. Whether Postmark applies `fromdate`/`todate` to them is UNCONFIRMED:
+/// the engine verifies it per message stream and reads newest-first when it does not
+/// (`sync::events`).
+const EVENTS: StreamSpec = StreamSpec {
+    cursor: Cursor::Field("ReceivedAt"),
+    partitioning: Partitioning::OutboundStreams,
+    paging: Paging::CountOffset,
+    added: &[Added::Partition("MessageStream")],
+    ..BASE
+};
+
+/// `platform` values of opens and clicks; they partition the events (api.md §13.1).
+pub const PLATFORMS: &[&str] = &["WebMail", "Desktop", "Mobile", "Unknown"];
+
+/// ErrorCode of a message Postmark cannot (yet) show: skipped (api.md §4.3).
+const MESSAGE_NOT_FOUND: i64 = 701;
+
+/// Daily statistics: one query per sending message stream over whole days, rows from `Days`.
+const DAILY: StreamSpec = StreamSpec {
+    envelope: Envelope::Nested {
+        key: "Days",
+        carry: &[],
+    },
+    primary_key: &["MessageStream", "Date"],
+    cursor: Cursor::Day("Date"),
+    partitioning: Partitioning::OutboundStreams,
+    added: &[Added::Partition("MessageStream")],
+    ..BASE
+};
 
 /// ErrorCode of a template that vanished between the list and its detail request
 /// (UNCONFIRMED: 1101 "Template not found" is Postmark's documented code for it).

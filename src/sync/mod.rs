@@ -88,7 +88,11 @@ impl ReadPlan {
                 .start_date
                 .unwrap_or(self.now - Duration::days(MAX_RETENTION_DAYS)),
         };
-        windows::floor_second(start)
+        // Whole days: the range starts at the midnight (UTC) of the first day queried.
+        start
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(start, |t| t.and_utc())
     }
 
     fn time_range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {

@@ -42,6 +42,8 @@ pub struct StreamRun {
     pub unreachable_rows: u64,
     /// Records skipped and warned about (per-record requests Postmark could not answer).
     pub skipped: u64,
+    /// Days of merged endpoints per task, until every part has answered.
+    pub merging: std::collections::HashMap<u64, super::engine::MergeBuf>,
     pub started: Option<Instant>,
     pub warned_zone: bool,
     pub warned_cursor: bool,
@@ -70,6 +72,7 @@ impl StreamRun {
             windows_done: 0,
             unreachable_rows: 0,
             skipped: 0,
+            merging: std::collections::HashMap::new(),
             started: None,
             warned_zone: false,
             warned_cursor: false,

@@ -4,6 +4,7 @@
 mod support;
 
 mod check;
+mod datasets;
 mod errors;
 mod events;
 mod golden;

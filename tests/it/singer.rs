@@ -190,10 +190,7 @@ fn singer_output_piped_into_target_jsonl_lands_every_record() {
             .lines()
             .map(|l| record_key(stream, &serde_json::from_str::<Value>(l).unwrap()))
             .collect();
-        let truth = match stream {
-            "templates" | "message_streams" => fake.truth(stream, None),
-            _ => fake.truth(stream, Some(default_range())),
-        };
+        let truth = truth_of(&fake, stream);
         assert_exactly(stream, &keys, &truth);
     }
 }

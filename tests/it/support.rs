@@ -108,6 +108,19 @@ impl Fake {
             .collect()
     }
 
+    /// The records the connector should emit for `stream` (`&records=1`), time-filtered.
+    pub fn truth_records(&self, stream: &str, range: Option<(&str, &str)>) -> Vec<Value> {
+        let q = match range {
+            Some((f, t)) => format!("/__fake/truth?stream={stream}&records=1&from={f}&to={t}"),
+            None => format!("/__fake/truth?stream={stream}&records=1"),
+        };
+        self.control("GET", &q)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).expect("truth record JSON"))
+            .collect()
+    }
+
     pub fn stats(&self) -> Value {
         serde_json::from_str(&self.control("GET", "/__fake/stats")).expect("stats JSON")
     }
@@ -479,6 +492,9 @@ pub fn assert_exactly(stream: &str, got: &[String], truth: &[String]) {
     );
 }
 
+/// Where the statistics of a default read start: the day 365 days before [`NOW`].
+pub const STATS_START: &str = "2025-11-20T00:00:00Z";
+
 /// The range a default read covers: [NOW - 45 days, NOW - 5 minutes).
 pub fn default_range() -> (&'static str, &'static str) {
     ("2026-10-06T12:00:00Z", "2026-11-20T11:55:00Z")
@@ -525,7 +541,8 @@ pub fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
     use source_postmark::streams::Cursor;
     match spec_of(stream).cursor {
         Cursor::Field(_) | Cursor::WindowEnd => fake.truth(stream, Some(default_range())),
-        Cursor::None | Cursor::Day(_) => fake.truth(stream, None),
+        Cursor::Day(_) => fake.truth(stream, Some((STATS_START, default_range().1))),
+        Cursor::None => fake.truth(stream, None),
     }
 }
 

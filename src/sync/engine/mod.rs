@@ -11,6 +11,7 @@
 
 mod events;
 mod fanout;
+mod merge;
 mod pages;
 mod splitting;
 mod streams;
@@ -35,6 +36,7 @@ use crate::error::Error;
 use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::record::{parse_page, RawObject};
 use crate::streams::{self as stream_table, Paging, Partitioning};
+pub use merge::MergeBuf;
 use worker::{build_request, spawn_workers, Job, WorkerMsg};
 
 type TaskId = u64;
@@ -210,7 +212,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                         .map(|p| (p, Some((s, e))))
                         .collect(),
                     Some(_) => Vec::new(),
-                    None => vec![(0, None)],
+                    None => (0..run.partitions.len()).map(|p| (p, None)).collect(),
                 }
             };
             self.runs[idx].roots_unprobed = roots.len();
@@ -301,6 +303,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             Paging::Single => None,
         };
         self.enqueue(id, 0, count);
+        // Merged endpoints: one request per part, the part's index in the offset slot.
+        let parts = self.runs[stream].selected.spec.parts.len();
+        if parts > 1 {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.pages_pending = parts;
+            }
+            for part in 1..parts {
+                self.enqueue(id, part as u32, None);
+            }
+        }
     }
 
     fn enqueue(&mut self, task: TaskId, offset: u32, count: Option<u32>) {
@@ -385,7 +397,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 (None, Some(_)) => None,
                 (None, None) => task.window,
             };
-            let request = match &p.detail {
+            let mut request = match &p.detail {
                 Some(d) => d.request(),
                 None => build_request(
                     spec,
@@ -396,6 +408,13 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     p.count.map(|c| (offset, c)),
                 ),
             };
+            if let Some(part) = spec
+                .parts
+                .get(offset as usize)
+                .filter(|_| p.count.is_none())
+            {
+                request.path = part.path.to_string();
+            }
             let context = match (&p.detail, &partition) {
                 (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
                 (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),

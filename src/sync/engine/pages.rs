@@ -90,6 +90,8 @@ impl<W: Write> Engine<'_, '_, W> {
         }
         if spec.fan_out.is_some() {
             self.fan_out(&job, &page)?;
+        } else if !spec.parts.is_empty() {
+            self.merge_part(&job, &page, at)?;
         } else {
             self.emit_page(&job, &page, at)?;
         }
