@@ -172,16 +172,62 @@ pub fn oldest_cursor(records: &[&RawValue], field: &str) -> Option<(DateTime<Utc
     oldest.map(|o| (o, rows))
 }
 
+/// Records more than this far outside their window cannot be explained by a time zone:
+/// the server ignored the date filter.
+const DAYS_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::hours(27);
+
+/// Of the `records` with a readable `field`: how many there are, and how many lie within
+/// `slack` of `window`. A page none of whose rows is near its window contradicts its query.
+pub fn rows_near_window(
+    records: &[&RawValue],
+    field: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    slack: chrono::TimeDelta,
+) -> (u64, u64) {
+    let (mut rows, mut near) = (0, 0);
+    for raw in records {
+        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+            continue;
+        };
+        let t = obj
+            .0
+            .iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| normalise_datetime(v.get()));
+        if let Some(t) = t {
+            rows += 1;
+            if t >= window.0 - slack && t < window.1 + slack {
+                near += 1;
+            }
+        }
+    }
+    (rows, near)
+}
+
 /// How records of one stream are rewritten.
 pub struct Shaper {
     datetime_fields: Vec<String>,
     cursor_field: Option<String>,
     excluded: Vec<String>,
-    /// Primary key fields: a record without one of them cannot be stored; it is counted.
+    /// Primary key fields: records without a value (or with `null`) for one of them are
+    /// counted and not emitted.
     key: Vec<String>,
     /// Masked paths, split into steps (`["HttpHeaders", "[]", "Value"]`).
     masked: Vec<Vec<String>>,
     shape: Shape,
+}
+
+/// What a page's query asked for, to check its records against, and the fields it adds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'q> {
+    /// The time window (records outside it are dropped when the stream has a cursor field).
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `(field, value)`: the filter the query sent, echoed in every record
+    /// (`MessageStream`). Records with another value are not emitted here.
+    pub partition: Option<(&'q str, &'q str)>,
+    /// Fields written first into every record (`MessageStream` of the query, `MessageID` of
+    /// a details body); a record's own field of the same name is then left out.
+    pub extra: &'q [Extra<'q>],
 }
 
 /// What happened to one page's records.
@@ -193,14 +239,29 @@ pub struct PageTally {
     /// Records more than [`FAR_OUTSIDE`] outside their window: a sign Postmark reads the date
     /// filter in another time zone than US Eastern.
     pub far_outside: u64,
+    /// Records more than [`DAYS_OUTSIDE`] outside their window: the date filter was ignored.
+    pub days_outside: u64,
     /// Records whose cursor was missing or unreadable (emitted, never dropped).
     pub no_cursor: u64,
-    /// Records missing a primary key field (skipped: a destination cannot store them).
-    pub no_key: u64,
+    /// Records without their primary key (not emitted).
+    pub keyless: u64,
+    /// Records whose key was already seen by this window (not emitted again).
+    pub repeated: u64,
+    /// Records of another partition than the one filtered on (not emitted here).
+    pub other_partition: u64,
 }
 
 /// A field added to every record: name and raw JSON value.
 pub type Extra<'a> = (Cow<'a, str>, &'a str);
+
+/// What [`Shaper::write_record`] noticed in a record (raw JSON values).
+#[derive(Default)]
+struct Fields<'a> {
+    cursor: Option<DateTime<Utc>>,
+    /// The key's raw JSON: the value of a one-field key, `[v1,v2,...]` for a composite one.
+    key: Option<Cow<'a, str>>,
+    partition: Option<&'a str>,
+}
 
 impl Shaper {
     pub fn new(
@@ -218,13 +279,19 @@ impl Shaper {
         }
     }
 
+    /// Records without a value for every field of `key` are counted and not emitted.
+    pub fn with_primary_key(mut self, key: &[&str]) -> Shaper {
+        self.key = key.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
     /// The shaper of a stream's records, as its table row describes them.
     pub fn for_stream(spec: &crate::streams::StreamSpec, excluded: Vec<String>) -> Shaper {
-        let mut shaper = Shaper::new(spec.datetime_fields(), spec.cursor_field(), excluded);
+        let mut shaper = Shaper::new(spec.datetime_fields(), spec.cursor_field(), excluded)
+            .with_primary_key(spec.primary_key);
         if !matches!(spec.cursor, crate::streams::Cursor::Field(_)) {
             shaper.cursor_field = None;
         }
-        shaper.key = spec.primary_key.iter().map(|k| k.to_string()).collect();
         shaper.masked = spec.masked.iter().map(|p| mask_steps(p)).collect();
         shaper.shape = spec.shape;
         shaper
@@ -239,23 +306,31 @@ impl Shaper {
         buf: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<PageTally, ShapeError<E>> {
-        self.shape_with(records, &[], window, buf, emit)
+        let query = Query {
+            window,
+            ..Query::default()
+        };
+        self.shape_checked(records, query, buf, &mut |_| true, emit)
     }
 
-    /// Like [`Shaper::shape_page`], with `extra` fields written first into every record
-    /// (`MessageStream` of the query, `MessageID` of a details body); a record's own field of
-    /// the same name is then left out.
-    pub fn shape_with<E>(
+    /// Like [`Shaper::shape_page`], checking each record against its query: a record
+    /// without its primary key, of another partition, or whose key `is_new` says was seen
+    /// already (the raw JSON of the key is passed; every keyed record is offered, even one
+    /// outside the window) is counted and not emitted. Unpivoted streams check each record
+    /// they build.
+    pub fn shape_checked<E>(
         &self,
         records: &[&RawValue],
-        extra: &[Extra],
-        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        query: Query,
         buf: &mut Vec<u8>,
+        is_new: &mut dyn FnMut(&str) -> bool,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<PageTally, ShapeError<E>> {
         let mut tally = PageTally::default();
         let name_key: Cow<str> = Cow::Borrowed("Name");
         let count_key: Cow<str> = Cow::Borrowed("Count");
+        let extra = query.extra;
+        let partition_field = query.partition.map(|p| p.0);
         for raw in records {
             let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
@@ -268,8 +343,9 @@ impl Shaper {
                         .iter()
                         .map(|(k, v)| (k, *v))
                         .chain(obj.0.iter().map(|(k, v)| (k, v.get())));
-                    let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
-                    self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
+                    let found =
+                        self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                    self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
                     continue;
                 }
                 Shape::Unpivot { keep } => keep,
@@ -287,28 +363,53 @@ impl Shaper {
                             .map(|(k, v)| (k, v.get())),
                     )
                     .chain([(&name_key, name_json.as_str()), (&count_key, value.get())]);
-                let (cursor, key_ok) = self.write_record(fields, extra.len(), multiline, buf);
-                self.emit_one(cursor, key_ok, window, buf, emit, &mut tally)?;
+                let found = self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
             }
         }
         Ok(tally)
     }
 
-    fn emit_one<E>(
+    fn check_and_emit<E>(
         &self,
-        cursor: Option<DateTime<Utc>>,
-        key_ok: bool,
-        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        fields: Fields,
+        query: &Query,
         buf: &[u8],
+        is_new: &mut dyn FnMut(&str) -> bool,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
         tally: &mut PageTally,
     ) -> Result<(), ShapeError<E>> {
-        if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
-            match cursor {
+        if !self.key.is_empty() {
+            match &fields.key {
+                None => {
+                    tally.keyless += 1;
+                    return Ok(());
+                }
+                Some(k) if !is_new(k) => {
+                    tally.repeated += 1;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((_, want)) = query.partition {
+            let got = fields
+                .partition
+                .and_then(|v| serde_json::from_str::<&str>(v).ok());
+            if got.is_some_and(|g| g != want) {
+                tally.other_partition += 1;
+                return Ok(());
+            }
+        }
+        if let (Some((start, end)), Some(_)) = (query.window, &self.cursor_field) {
+            match fields.cursor {
                 Some(t) if t < start || t >= end => {
                     tally.outside_window += 1;
                     if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
                         tally.far_outside += 1;
+                    }
+                    if t < start - DAYS_OUTSIDE || t >= end + DAYS_OUTSIDE {
+                        tally.days_outside += 1;
                     }
                     return Ok(());
                 }
@@ -316,43 +417,47 @@ impl Shaper {
                 None => tally.no_cursor += 1,
             }
         }
-        if !key_ok {
-            tally.no_key += 1;
-            return Ok(());
-        }
         emit(buf).map_err(ShapeError::Emit)?;
         tally.emitted += 1;
         Ok(())
     }
 
-    /// Serializes one record into `buf`; returns the cursor instant when there is one and
-    /// whether every key field had a value. The first `n_extra` fields are added ones: later
-    /// fields of the same name are left out.
+    /// Serializes one record into `buf`; returns the fields its checks need. The first
+    /// `n_extra` fields are added ones: later fields of the same name are left out (but the
+    /// record's own `partition_field` is still what the partition check reads).
+    /// `multiline`: the record's text holds line breaks, which values must not carry over.
     fn write_record<'f>(
         &self,
         fields: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
         n_extra: usize,
+        partition_field: Option<&str>,
         multiline: bool,
         buf: &mut Vec<u8>,
-    ) -> (Option<DateTime<Utc>>, bool) {
-        let mut cursor = None;
-        let mut keys_seen = 0usize;
+    ) -> Fields<'f> {
+        let mut found = Fields::default();
+        let mut key_values: Vec<Option<&'f str>> = vec![None; self.key.len()];
         let mut written: Vec<&str> = Vec::new();
         buf.push(b'{');
         let mut first = true;
         for (i, (key, value)) in fields.enumerate() {
+            let own = i >= n_extra;
+            if own && partition_field == Some(key.as_ref()) {
+                found.partition = Some(value);
+            }
             if n_extra > 0 {
-                if i < n_extra {
+                if !own {
                     written.push(key.as_ref());
                 } else if written.contains(&key.as_ref()) {
                     continue;
                 }
             }
+            if value != "null" {
+                if let Some(k) = self.key.iter().position(|k| k == key) {
+                    key_values[k] = Some(value);
+                }
+            }
             if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
                 continue;
-            }
-            if !self.key.is_empty() && value != "null" && self.key.iter().any(|k| k == key) {
-                keys_seen += 1;
             }
             if !first {
                 buf.push(b',');
@@ -366,30 +471,31 @@ impl Shaper {
                     continue;
                 }
             }
+            let multiline = multiline || (!own && has_line_break(value));
             if self.datetime_fields.iter().any(|f| f == key) {
                 match normalise_datetime(value) {
                     Some(t) => {
                         if self.cursor_field.as_deref() == Some(key) {
-                            cursor = Some(t);
+                            found.cursor = Some(t);
                         }
                         write_utc(t, buf);
                     }
-                    None => copy_value(
-                        value,
-                        multiline || (i < n_extra && has_line_break(value)),
-                        buf,
-                    ),
+                    None => copy_value(value, multiline, buf),
                 }
             } else {
-                copy_value(
-                    value,
-                    multiline || (i < n_extra && has_line_break(value)),
-                    buf,
-                );
+                copy_value(value, multiline, buf);
             }
         }
         buf.push(b'}');
-        (cursor, keys_seen >= self.key.len())
+        found.key = match key_values.as_slice() {
+            [Some(one)] => Some(Cow::Borrowed(*one)),
+            many if !many.is_empty() && many.iter().all(Option::is_some) => {
+                let parts: Vec<&str> = many.iter().flatten().copied().collect();
+                Some(Cow::Owned(format!("[{}]", parts.join(","))))
+            }
+            _ => None,
+        };
+        found
     }
 
     /// The value of top-level field `key` with its masked parts replaced, if it has any.
@@ -572,6 +678,68 @@ mod tests {
         assert_eq!(ids, vec!["start", "nocursor"]);
         assert_eq!(tally.outside_window, 2);
         assert_eq!(tally.no_cursor, 1);
+    }
+
+    #[test]
+    fn keyless_repeated_and_other_partition_records_are_counted_not_emitted() {
+        let body = r#"{"Messages":[
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":null,"MessageStream":"outbound"},
+            {"MessageStream":"outbound"},
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":"b","MessageStream":"broadcast"},
+            {"MessageID":"c","MessageStream":"outbound"}]}"#;
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
+        let shaper = Shaper::new(vec![], None, vec![]).with_primary_key(&["MessageID"]);
+        let query = Query {
+            window: None,
+            partition: Some(("MessageStream", "outbound")),
+            extra: &[],
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut offered = Vec::new();
+        let mut out = Vec::new();
+        let tally = shaper
+            .shape_checked::<()>(
+                &page.records,
+                query,
+                &mut Vec::new(),
+                &mut |k| {
+                    offered.push(k.to_string());
+                    seen.insert(k.to_string())
+                },
+                &mut |line| {
+                    out.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
+                    Ok(())
+                },
+            )
+            .map_err(|_| ())
+            .unwrap();
+        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].clone()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(
+            (
+                tally.emitted,
+                tally.keyless,
+                tally.repeated,
+                tally.other_partition
+            ),
+            (2, 2, 1, 1)
+        );
+        // Every keyed record is offered as raw JSON, even one of another partition.
+        assert_eq!(offered, vec!["\"a\"", "\"a\"", "\"b\"", "\"c\""]);
+    }
+
+    #[test]
+    fn records_days_outside_their_window_are_told_apart_from_a_time_zone() {
+        let body = r#"{"Messages":[
+            {"MessageID":"zone","ReceivedAt":"2026-01-01T05:00:00Z"},
+            {"MessageID":"ignored","ReceivedAt":"2025-12-01T00:00:00Z"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let window = Some((at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z")));
+        let (out, tally) = shape(body, &shaper, window);
+        assert!(out.is_empty());
+        assert_eq!((tally.far_outside, tally.days_outside), (2, 1));
     }
 
     #[test]

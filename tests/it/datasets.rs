@@ -201,7 +201,9 @@ fn no_webhook_password_header_value_or_token_appears_in_any_output() {
         secrets.iter().any(|s| s.starts_with(WEBHOOK_SECRET)),
         "the fake has webhook secrets: {secrets:?}"
     );
-    for secret in &secrets {
+    // Every header value is masked in the records (below); the credentials must not appear
+    // anywhere at all.
+    for secret in secrets.iter().filter(|s| s.starts_with(WEBHOOK_SECRET)) {
         assert_no_secret(&run, secret);
     }
     assert_no_secret(&run, TOKEN);

@@ -4,13 +4,19 @@
 mod support;
 
 mod check;
+mod corpus;
 mod datasets;
 mod errors;
 mod events;
 mod golden;
+mod hostile;
+mod hostile_http;
+mod late_rows;
 mod meltano;
 mod pyairbyte;
 mod read;
 mod resilience;
+mod secrets;
 mod singer;
+mod state_sanity;
 mod windows;

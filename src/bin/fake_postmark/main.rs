@@ -21,6 +21,8 @@ mod events;
 mod extras;
 mod gen;
 mod ground;
+mod hostile_http;
+mod hostile_paging;
 mod http;
 mod json;
 mod records;
@@ -126,6 +128,10 @@ pub struct Cli {
     /// Log each request to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    pub hostile: hostile_paging::HostileFlags,
+    #[command(flatten)]
+    pub hostile_http: hostile_http::Hostile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -150,6 +156,7 @@ pub struct App {
     pub ctl: Control,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
+    pub hostile: hostile_paging::Hostile,
 }
 
 impl App {
@@ -237,6 +244,7 @@ impl App {
             daily,
             suppressions,
             ctl: Control::default(),
+            hostile: hostile_paging::Hostile::default(),
         }
     }
 
