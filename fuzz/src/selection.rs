@@ -75,7 +75,7 @@ pub fn check_catalog(data: &[u8]) {
                     spec.name
                 );
                 assert!(
-                    !s.excluded_fields.iter().any(|f| f == spec.primary_key),
+                    !s.excluded_fields.iter().any(|f| spec.is_key(f)),
                     "{}: the primary key is deselected",
                     spec.name
                 );

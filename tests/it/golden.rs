@@ -51,7 +51,7 @@ fn airbyte_discover_prints_exactly_the_committed_catalog() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, STREAMS);
+    assert_eq!(names, all_streams());
     for stream in catalog["streams"].as_array().unwrap() {
         let name = stream["name"].as_str().unwrap();
         let file =
@@ -102,11 +102,14 @@ fn singer_discover_prints_exactly_the_committed_catalog_with_full_metadata() {
         );
         let top = &md[0]["metadata"];
         assert_eq!(md[0]["breadcrumb"], serde_json::json!([]));
-        assert_eq!(top["selected-by-default"], true);
-        assert!(top["table-key-properties"].is_array());
-        let key = stream["key_properties"][0].as_str().unwrap();
-        let key_md = md.iter().find(|m| m["breadcrumb"][1] == key).unwrap();
-        assert_eq!(key_md["metadata"]["inclusion"], "automatic");
+        // Opt-in streams (one request per message) are listed but not selected by default.
+        let opt_in = stream["tap_stream_id"] == "message_events";
+        assert_eq!(top["selected-by-default"], !opt_in);
+        assert_eq!(top["table-key-properties"], stream["key_properties"]);
+        for key in stream["key_properties"].as_array().unwrap() {
+            let key_md = md.iter().find(|m| m["breadcrumb"][1] == *key).unwrap();
+            assert_eq!(key_md["metadata"]["inclusion"], "automatic", "{key}");
+        }
         let incremental = stream["replication_method"] == "INCREMENTAL";
         assert_eq!(incremental, top.get("forced-replication-method").is_none());
     }

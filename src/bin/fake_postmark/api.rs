@@ -16,7 +16,7 @@ use crate::App;
 
 pub const MAX_COUNT: usize = 500;
 pub const MAX_WINDOW: usize = 10_000;
-const CODE_MESSAGES: u32 = 700;
+pub const CODE_MESSAGES: u32 = 700;
 const CODE_BOUNCES: u32 = 1000;
 const CODE_TEMPLATES: u32 = 1100;
 const CODE_STREAMS: u32 = 1221;
@@ -34,6 +34,8 @@ pub fn error(out: &mut Vec<u8>, status: u16, code: u32, msg: &str) -> Head {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
+    /// Endpoints of the every-dataset issue (see `endpoints.rs`).
+    More,
     Server,
     Outbound,
     Inbound,
@@ -51,6 +53,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         "/bounces" => Endpoint::Bounces,
         "/templates" => Endpoint::Templates,
         "/message-streams" => Endpoint::Streams,
+        r if crate::endpoints::known(r) => Endpoint::More,
         _ => return error(out, 404, 404, "Not found"),
     };
     if req.method != "GET" {
@@ -74,6 +77,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         );
     }
     let result = match ep {
+        Endpoint::More => crate::endpoints::handle(app, req, out),
         Endpoint::Server => {
             out.extend_from_slice(&app.server_body);
             Ok(())
@@ -95,13 +99,13 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
     }
 }
 
-struct Invalid {
-    code: u32,
-    msg: String,
-    cap: bool,
+pub struct Invalid {
+    pub code: u32,
+    pub msg: String,
+    pub cap: bool,
 }
 
-fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
+pub fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
     Invalid {
         code,
         msg: msg.into(),
@@ -110,12 +114,16 @@ fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
 }
 
 /// A present, non-empty parameter value.
-fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+pub fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.param(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Validates `count`/`offset`; returns (offset, count).
-fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging(
+    count: Option<&str>,
+    offset: Option<&str>,
+    code: u32,
+) -> Result<(usize, usize), Invalid> {
     let count = match count.map(str::parse::<usize>) {
         None => return Err(invalid(code, "The 'count' parameter is required.")),
         Some(Ok(c)) if (1..=MAX_COUNT).contains(&c) => c,
@@ -146,10 +154,10 @@ fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize
 }
 
 /// Tick bounds `[from, to)` of a date filter; `None` for an open end.
-type Bounds = (Option<i64>, Option<i64>);
+pub type Bounds = (Option<i64>, Option<i64>);
 
 /// Parsed `fromdate`/`todate`: tick bounds, or `None` when the query must return no rows.
-fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
+pub fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
     let mut bounds = [None, None];
     for (i, name) in ["fromdate", "todate"].into_iter().enumerate() {
         if let Some(v) = param(req, name) {
@@ -169,7 +177,12 @@ fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invali
 }
 
 /// Case-insensitive lookup of an enum-like parameter value.
-fn lookup(req: &Request, name: &str, values: &[&str], code: u32) -> Result<Option<u8>, Invalid> {
+pub fn lookup(
+    req: &Request,
+    name: &str,
+    values: &[&str],
+    code: u32,
+) -> Result<Option<u8>, Invalid> {
     match param(req, name) {
         None => Ok(None),
         Some(v) => match values.iter().position(|s| s.eq_ignore_ascii_case(v)) {
@@ -245,12 +258,12 @@ fn search(
     Ok(())
 }
 
-fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
     paging(param(req, "count"), param(req, "offset"), code)
 }
 
 /// `messagestream`, defaulting to `outbound`; an unknown stream simply has no rows.
-fn stream_param(req: &Request) -> Option<usize> {
+pub fn stream_param(req: &Request) -> Option<usize> {
     match param(req, "messagestream") {
         None => Some(S_OUTBOUND),
         Some(name) => stream_index(name),

@@ -61,6 +61,23 @@ pub fn bounce_id(r: &Rec) -> u64 {
     BOUNCE_ID_BASE + r.id
 }
 
+/// Tag of a bounce as a [`crate::records::TAG_NAMES`] index (`None` = field absent).
+pub fn bounce_tag(r: &Rec) -> Option<usize> {
+    match mix(r.id ^ SALT_BOUNCE) % 10 {
+        0 => None,
+        1..=3 => Some(0),
+        _ => Some(6),
+    }
+}
+
+/// Whether the bounce's address is inactive (as rendered in `Inactive`).
+pub fn bounce_inactive(r: &Rec) -> bool {
+    let h = mix(r.id ^ SALT_BOUNCE);
+    let code = BOUNCE_TYPES[usize::from(r.kind) % BOUNCE_TYPES.len()].1;
+    let hard = matches!(code, 1 | 100_000 | 100_001 | 100_002 | 100_006);
+    hard && !(h >> 12).is_multiple_of(8)
+}
+
 /// One `/bounces` record.
 pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     let h = mix(r.id ^ SALT_BOUNCE);
@@ -117,9 +134,8 @@ pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     push_eastern_7(out, r.t);
     out.extend_from_slice(b"\",\"DumpAvailable\":");
     boolean(out, !(h >> 8).is_multiple_of(3));
-    let hard = matches!(code, 1 | 100_000 | 100_001 | 100_002 | 100_006);
     out.extend_from_slice(b",\"Inactive\":");
-    boolean(out, hard && !(h >> 12).is_multiple_of(8));
+    boolean(out, bounce_inactive(r));
     out.extend_from_slice(b",\"CanActivate\":");
     boolean(out, code != 100_001);
     out.extend_from_slice(b",\"Subject\":");

@@ -169,8 +169,24 @@ pub fn template_is_layout(i: usize) -> bool {
     i.is_multiple_of(6)
 }
 
+/// Alias of template `i` (layouts always have one; every fifth standard one has none).
+pub fn template_alias(i: usize) -> Option<String> {
+    if template_is_layout(i) {
+        Some(format!("layout-{i}"))
+    } else if i % 5 == 4 {
+        None
+    } else {
+        Some(format!("template-{i}"))
+    }
+}
+
 /// Appends one template summary object.
 pub fn template(out: &mut Vec<u8>, i: usize) {
+    template_at(out, i, template_id(i));
+}
+
+/// [`template`] with an explicit `TemplateId` (servers other than the first offset them).
+pub fn template_at(out: &mut Vec<u8>, i: usize, id: u64) {
     const NAMES: [&str; 8] = [
         "Password reset",
         "Welcome aboard",
@@ -185,7 +201,7 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     out.extend_from_slice(b"{\"Active\":");
     json::boolean(out, i % 9 != 8);
     out.extend_from_slice(b",\"TemplateId\":");
-    json::uint(out, template_id(i));
+    json::uint(out, id);
     out.extend_from_slice(b",\"Name\":");
     let name = if layout {
         format!("Layout {i}")
@@ -194,12 +210,9 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     };
     json::string(out, &name, false);
     out.extend_from_slice(b",\"Alias\":");
-    if layout {
-        json::string(out, &format!("layout-{i}"), false);
-    } else if i % 5 == 4 {
-        out.extend_from_slice(b"null");
-    } else {
-        json::string(out, &format!("template-{i}"), false);
+    match template_alias(i) {
+        Some(a) => json::string(out, &a, false),
+        None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"TemplateType\":");
     json::string(out, if layout { "Layout" } else { "Standard" }, false);

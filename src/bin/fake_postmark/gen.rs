@@ -14,6 +14,36 @@ use crate::eastern::{
 };
 use crate::store::{Inner, Rec};
 
+/// Inverse of `x ^ (x >> s)`.
+fn unxorshift(z: u64, s: u32) -> u64 {
+    let mut x = z;
+    for _ in 0..(64 / s + 1) {
+        x = z ^ (x >> s);
+    }
+    x
+}
+
+/// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration).
+const fn inverse(m: u64) -> u64 {
+    let mut inv = m;
+    let mut i = 0;
+    while i < 6 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
+/// Inverse of [`mix`]: recovers a record id from the bits of its MessageID.
+pub fn unmix(y: u64) -> u64 {
+    let mut z = unxorshift(y, 31);
+    z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+    z = unxorshift(z, 27);
+    z = z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9));
+    z = unxorshift(z, 30);
+    z.wrapping_sub(0x9E37_79B9_7F4A_7C15)
+}
+
 /// SplitMix64 finalizer: cheap, well mixed and bijective.
 pub fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -29,6 +59,9 @@ pub enum Scenario {
     StatusSecond,
     UnreachableSecond,
     Dst,
+    /// 12,000 extra opens and 11,000 extra clicks on messages of the `outbound` stream, so
+    /// that one message stream holds more than 10,000 of each.
+    ManyEvents,
 }
 
 pub struct GenConfig {
@@ -248,6 +281,7 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
             Scenario::Dst => {
                 rows.extend(dst_rows(now_secs, SEED_OUT, |t, h| (t, o, pick_status(h))))
             }
+            Scenario::ManyEvents => {}
         }
     }
     finish(rows)
@@ -335,6 +369,13 @@ mod tests {
             v.extend(recs.iter().map(|r| (s, *r)));
         }
         v
+    }
+
+    #[test]
+    fn unmix_inverts_mix() {
+        for x in [0u64, 1, 42, u64::MAX, 0x1234_5678_9abc_def0] {
+            assert_eq!(unmix(mix(x)), x);
+        }
     }
 
     #[test]

@@ -11,10 +11,16 @@ mod api;
 mod bounces;
 mod catalog;
 mod control;
+mod daily;
+mod details;
 #[cfg(test)]
 mod e2e_tests;
 mod eastern;
+mod endpoints;
+mod events;
+mod extras;
 mod gen;
+mod ground;
 mod hostile_http;
 mod hostile_paging;
 mod http;
@@ -70,6 +76,22 @@ pub struct Cli {
     /// Template count.
     #[arg(long, default_value_t = 25)]
     templates: usize,
+    /// Open events over tracked `Sent` outbound messages (default: 1.5 x --outbound).
+    #[arg(long)]
+    opens: Option<usize>,
+    /// Click events over link-tracked `Sent` outbound messages (default: --outbound / 2).
+    #[arg(long)]
+    clicks: Option<usize>,
+    /// Whether /messages/outbound/opens and /clicks apply fromdate/todate (honoured, like
+    /// the message search) or accept and ignore them (ignored). Real behaviour is unconfirmed.
+    #[arg(long, value_enum, default_value_t = DateFilterMode::Honoured)]
+    events_date_filter: DateFilterMode,
+    /// Daily stats reach back this many days (beyond --days, from their own generator).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    stats_days: u32,
+    /// Suppression candidates across the outbound-type message streams.
+    #[arg(long, default_value_t = 150)]
+    suppressions: usize,
     /// Extra data set; may be repeated.
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
@@ -112,6 +134,12 @@ pub struct Cli {
     pub hostile_http: hostile_http::Hostile,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DateFilterMode {
+    Honoured,
+    Ignored,
+}
+
 /// Shared state of the running fake.
 pub struct App {
     pub cfg: Cli,
@@ -121,6 +149,10 @@ pub struct App {
     pub outbound: Dataset,
     pub inbound: Dataset,
     pub bounces: Dataset,
+    pub opens: events::Events,
+    pub clicks: events::Events,
+    pub daily: daily::Daily,
+    pub suppressions: Vec<extras::Supp>,
     pub ctl: Control,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
@@ -155,6 +187,44 @@ impl App {
             };
             (join(o, gen::outbound), i, join(b, gen::bounces))
         });
+        let many = cli.scenarios.contains(&Scenario::ManyEvents);
+        let limit = now - 60 * TICKS_PER_SEC;
+        let n_opens = cli.opens.unwrap_or(cli.outbound * 3 / 2);
+        let n_clicks = cli.clicks.unwrap_or(cli.outbound / 2);
+        let opens = events::generate(
+            &outbound,
+            n_opens,
+            if many { 12_000 } else { 0 },
+            false,
+            limit,
+            0,
+        );
+        let clicks = events::generate(
+            &outbound,
+            n_clicks,
+            if many { 11_000 } else { 0 },
+            true,
+            limit,
+            0,
+        );
+        let data_start = now - i64::from(cli.days) * eastern::DAY * TICKS_PER_SEC;
+        let daily = {
+            let (o, c) = (opens.read(), clicks.read());
+            let all = |g: &events::EvData| -> Vec<events::Ev> {
+                g.by_time.iter().flatten().copied().collect()
+            };
+            daily::Daily::build(
+                &outbound,
+                &bounces,
+                &all(&o),
+                &all(&c),
+                now,
+                data_start,
+                cli.stats_days,
+                0,
+            )
+        };
+        let suppressions = extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, 0);
         App {
             periodic: Periodic {
                 fail_every: cli.fail_every,
@@ -169,6 +239,10 @@ impl App {
             outbound: Dataset::new(outbound),
             inbound: Dataset::new(inbound),
             bounces: Dataset::new(bounces),
+            opens,
+            clicks,
+            daily,
+            suppressions,
             ctl: Control::default(),
             hostile: hostile_paging::Hostile::default(),
         }
@@ -178,7 +252,27 @@ impl App {
     pub fn arrive_live(&self, n: usize) {
         let t0 = self.live_ticks();
         let times = (0..n).map(|i| t0 + i as i64);
-        control::arrive_into(&self.outbound, S_OUTBOUND, times, gen::pick_status);
+        let recs = control::arrive_into(&self.outbound, S_OUTBOUND, times, gen::pick_status);
+        for r in &recs {
+            self.daily.add_message(S_OUTBOUND, r.t, r.id);
+        }
+    }
+
+    /// The outbound message with this MessageID: (stream, record).
+    pub fn find_outbound(&self, message_id: &str) -> Option<(usize, store::Rec)> {
+        let id = records::parse_message_id(message_id)?;
+        let g = self.outbound.read();
+        for (s, v) in g.streams.iter().enumerate() {
+            // Ids grow with time except after back-dated arrivals: try the fast way first.
+            let i = v.partition_point(|r| r.id < id);
+            if v.get(i).is_some_and(|r| r.id == id) {
+                return Some((s, v[i]));
+            }
+        }
+        g.streams
+            .iter()
+            .enumerate()
+            .find_map(|(s, v)| v.iter().find(|r| r.id == id).map(|r| (s, *r)))
     }
 }
 
