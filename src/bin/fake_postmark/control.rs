@@ -119,7 +119,11 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
     let route = req.route();
     let want = match route.as_str() {
         "/__fake/truth" | "/__fake/stats" | "/__fake/requests" => "GET",
-        "/__fake/faults" | "/__fake/arrive" | "/__fake/reset-stats" | "/__fake/shutdown" => "POST",
+        "/__fake/faults"
+        | "/__fake/arrive"
+        | "/__fake/reset-stats"
+        | "/__fake/shutdown"
+        | "/__fake/revoke" => "POST",
         _ => {
             out.extend_from_slice(b"{\"error\":\"unknown control endpoint\"}");
             return Outcome::Respond(Head::json(404));
@@ -133,8 +137,26 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
         );
         return Outcome::Respond(Head::json(405));
     }
+    // `server=ID` was resolved by the caller; an ID that names no server is an error.
+    if let Some(v) = req.param("server").filter(|v| !v.is_empty()) {
+        let account_level = matches!(
+            req.param("stream"),
+            Some("servers" | "domains" | "sender_signatures")
+        );
+        if !account_level && v.parse::<u64>().ok() != Some(app.server_id) {
+            return bad(out, &format!("unknown server '{v}'"));
+        }
+    }
     let r = match route.as_str() {
         "/__fake/truth" => truth(app, req, out),
+        "/__fake/revoke" => {
+            if req.param("server").is_none() {
+                Err("'server' (a server ID) is required".to_string())
+            } else {
+                app.revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(reply(out, json!({ "revoked": app.server_id })))
+            }
+        }
         "/__fake/stats" => Ok(reply(out, app.ctl.stats_json())),
         "/__fake/requests" => {
             app.ctl.write_log(out);
@@ -235,6 +257,19 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         w.write_all(&buf)
     };
     Ok(Outcome::Stream(Head::new(200, TEXT), len, Box::new(writer)))
+}
+
+/// `POST /__fake/add-server`: one more server in the account (on the first server).
+pub fn add_server<'a>(first: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a> {
+    if req.method != "POST" {
+        out.extend_from_slice(b"{\"error\":\"use POST\"}");
+        return Outcome::Respond(Head::json(405));
+    }
+    let s = first.add_server();
+    reply(
+        out,
+        json!({ "ID": s.server_id, "Token": s.cfg.token, "index": s.index }),
+    )
 }
 
 fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {

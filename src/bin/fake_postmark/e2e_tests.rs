@@ -637,3 +637,167 @@ fn arrivals_add_events_and_stats() {
         sent_before.map(|n| n + 7)
     );
 }
+
+fn account(extra: &[&str]) -> std::sync::Arc<App> {
+    let mut args = vec!["fake-postmark", "--now", NOW];
+    args.extend_from_slice(extra);
+    let cli = Cli::parse_from(args);
+    let now = crate::eastern::parse_rfc3339_ticks(NOW).unwrap_or_default();
+    App::account(cli, now)
+}
+
+/// A request routed like the server does: to the server of its token or `server=ID`.
+fn send(
+    acct: &std::sync::Arc<App>,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let h: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let raw = format!("{method} {target} HTTP/1.1\r\n{h}\r\n");
+    let req = read_request(&mut raw.as_bytes())
+        .ok()
+        .flatten()
+        .expect("request parses");
+    let app = acct.target(&req);
+    let mut out = Vec::new();
+    let status = if target.starts_with("/__fake/add-server") {
+        match control::add_server(acct, &req, &mut out) {
+            Outcome::Respond(h) => h.status,
+            _ => 0,
+        }
+    } else if target.starts_with("/__fake/") {
+        match control::handle(&app, &req, &mut out) {
+            Outcome::Respond(h) => h.status,
+            Outcome::Stream(h, _, writer) => {
+                writer(&mut out).expect("writes to a Vec");
+                h.status
+            }
+            _ => 0,
+        }
+    } else {
+        api::handle(&app, &req, &mut out).status
+    };
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out).into_owned()));
+    (status, v)
+}
+
+const ACCT: (&str, &str) = ("X-Postmark-Account-Token", "fake-account-token");
+
+#[test]
+fn account_lists_servers_with_their_own_tokens_and_data() {
+    let a = account(&["--servers", "3", "--outbound", "500"]);
+    let (status, list) = send(&a, "GET", "/servers?count=500&offset=0", &[ACCT]);
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["TotalCount"], 3);
+    let servers = list["Servers"].as_array().cloned().unwrap_or_default();
+    let mut first_ids = HashSet::new();
+    for s in &servers {
+        let token = s["ApiTokens"][0].as_str().unwrap_or_default();
+        let tok = ("X-Postmark-Server-Token", token);
+        let (st, me) = send(&a, "GET", "/server", &[tok]);
+        assert_eq!((st, &me["ID"]), (200, &s["ID"]));
+        let (_, msgs) = send(&a, "GET", "/messages/outbound?count=500", &[tok]);
+        for m in msgs["Messages"].as_array().into_iter().flatten() {
+            assert!(
+                first_ids.insert(m["MessageID"].to_string()),
+                "message IDs differ per server"
+            );
+        }
+        let (_, truth) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=webhooks&server={}", s["ID"]),
+            &[],
+        );
+        let (_, hooks) = send(&a, "GET", "/webhooks", &[tok]);
+        assert_eq!(
+            truth.as_str().map(|t| t.lines().count()),
+            hooks["Webhooks"].as_array().map(Vec::len)
+        );
+        // An account token on a server endpoint (with the server token) is refused.
+        assert_eq!(send(&a, "GET", "/server", &[tok, ACCT]).0, 401);
+    }
+    assert_eq!(servers[0]["ApiTokens"][0], "fake-server-token");
+    let (_, keys) = send(&a, "GET", "/__fake/truth?stream=servers", &[]);
+    assert_eq!(keys.as_str().map(|t| t.lines().count()), Some(3));
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/servers?count=500",
+            &[("X-Postmark-Server-Token", "fake-server-token")]
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        send(&a, "GET", "/servers?count=1&offset=2", &[ACCT]).1["Servers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let (_, named) = send(&a, "GET", "/servers?count=5&name=staging", &[ACCT]);
+    assert_eq!(named["TotalCount"], 1);
+    for (path, key, stream) in [
+        ("/domains", "Domains", "domains"),
+        ("/senders", "SenderSignatures", "sender_signatures"),
+    ] {
+        let (st, v) = send(&a, "GET", &format!("{path}?count=500&offset=0"), &[ACCT]);
+        assert_eq!(st, 200);
+        let (_, t) = send(&a, "GET", &format!("/__fake/truth?stream={stream}"), &[]);
+        assert_eq!(
+            v[key].as_array().map(Vec::len),
+            t.as_str().map(|t| t.lines().count())
+        );
+        assert_eq!(send(&a, "GET", path, &[ACCT]).0, 422, "count required");
+    }
+}
+
+#[test]
+fn revoked_and_added_servers() {
+    let a = account(&["--servers", "2", "--outbound", "300"]);
+    let second = a.all_servers()[1].clone();
+    let tok = ("X-Postmark-Server-Token", second.cfg.token.as_str());
+    assert_eq!(send(&a, "GET", "/server", &[tok]).0, 200);
+    let (st, _) = send(
+        &a,
+        "POST",
+        &format!("/__fake/revoke?server={}", second.server_id),
+        &[],
+    );
+    assert_eq!(st, 200);
+    let (st, v) = send(&a, "GET", "/server", &[tok]);
+    assert_eq!((st, v["ErrorCode"].as_u64()), (401, Some(10)));
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/server",
+            &[("X-Postmark-Server-Token", "fake-server-token")]
+        )
+        .0,
+        200
+    );
+    let (st, added) = send(&a, "POST", "/__fake/add-server", &[]);
+    assert_eq!(st, 200);
+    let (_, list) = send(&a, "GET", "/servers?count=500", &[ACCT]);
+    assert_eq!(list["TotalCount"], 3);
+    let token = added["Token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/messages/outbound?count=1",
+            &[("X-Postmark-Server-Token", &token)]
+        )
+        .0,
+        200
+    );
+    let (st, _) = send(&a, "GET", "/__fake/truth?stream=opens&server=42", &[]);
+    assert_eq!(st, 400);
+}

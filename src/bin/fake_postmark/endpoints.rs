@@ -55,10 +55,10 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid
     match r {
         "/messages/outbound/opens" => search(app, req, out, false),
         "/messages/outbound/clicks" => search(app, req, out, true),
-        "/webhooks" => webhooks(req, out),
+        "/webhooks" => webhooks(req, out, app.index),
         "/triggers/inboundrules" => {
             let (offset, count) = paging_of(req, CODE_TRIGGERS)?;
-            extras::inbound_rules(out, offset, count, 0);
+            extras::inbound_rules(out, offset, count, app.index);
             Ok(())
         }
         "/deliverystats" => {
@@ -88,13 +88,14 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid
         }
         _ if r.starts_with("/templates/") => {
             let key = segment(req, "/templates/", "");
-            let i = extras::template_lookup(key, app.cfg.templates, 0).ok_or_else(|| {
-                invalid(
-                    CODE_TEMPLATE_NOT_FOUND,
-                    format!("The Template '{key}' could not be found."),
-                )
-            })?;
-            extras::template_detail(out, i, 0, crate::catalog::SERVER_ID);
+            let i =
+                extras::template_lookup(key, app.cfg.templates, app.index).ok_or_else(|| {
+                    invalid(
+                        CODE_TEMPLATE_NOT_FOUND,
+                        format!("The Template '{key}' could not be found."),
+                    )
+                })?;
+            extras::template_detail(out, i, app.index, app.server_id);
             Ok(())
         }
         _ if r.starts_with("/message-streams/") => suppressions(
@@ -207,12 +208,12 @@ fn of_message(
     Ok(())
 }
 
-fn webhooks(req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
+fn webhooks(req: &Request, out: &mut Vec<u8>, server: u64) -> Result<(), Invalid> {
     let stream = match param(req, "messagestream") {
         None => None,
         Some(name) => Some(stream_index(name).ok_or_else(stream_not_found)?),
     };
-    extras::webhooks(out, stream, 0);
+    extras::webhooks(out, stream, server);
     Ok(())
 }
 

@@ -71,6 +71,10 @@ pub struct GenConfig {
     pub inbound: usize,
     pub bounces: usize,
     pub scenarios: Vec<Scenario>,
+    /// 0 for the first server; other servers of an account get other data.
+    pub seed: u64,
+    /// First record id (servers are numbered apart so their MessageIDs never collide).
+    pub id_base: u64,
 }
 
 /// A row before numbering: (ticks, stream, kind).
@@ -155,7 +159,7 @@ fn live_stream(stream: usize, ticks: i64, now: i64) -> usize {
 }
 
 /// Sorts rows and numbers them into per-stream vectors.
-fn finish(mut rows: Vec<Row>) -> Inner {
+fn finish(mut rows: Vec<Row>, id_base: u64) -> Inner {
     rows.sort_unstable();
     let mut sizes = [0usize; NSTREAMS];
     for r in &rows {
@@ -165,11 +169,11 @@ fn finish(mut rows: Vec<Row>) -> Inner {
     for (v, n) in streams.iter_mut().zip(sizes) {
         v.reserve_exact(n);
     }
-    let next_id = rows.len() as u64;
+    let next_id = id_base + rows.len() as u64;
     for (id, (t, s, kind)) in rows.into_iter().enumerate() {
         streams[usize::from(s)].push(Rec {
             t,
-            id: id as u64,
+            id: id_base + id as u64,
             kind,
         });
     }
@@ -228,12 +232,13 @@ fn one_second(
 }
 
 pub fn outbound(cfg: &GenConfig) -> Inner {
+    let seed_out = SEED_OUT ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let start = now_secs - i64::from(cfg.days) * DAY;
-    let bursty = Bursty::new(start, now_secs - 600, SEED_OUT);
+    let bursty = Bursty::new(start, now_secs - 600, seed_out);
     let mut rows: Vec<Row> = Vec::with_capacity(cfg.outbound);
     rows.extend((0..cfg.outbound as u64).map(|i| {
-        let h = mix(SEED_OUT ^ i);
+        let h = mix(seed_out ^ i);
         let t = bursty.at(h);
         let h2 = mix(h ^ 0x5);
         let s = match h2 % 100 {
@@ -249,9 +254,9 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
         match sc {
             Scenario::BigDay => {
                 let day = (now_secs - 10 * DAY).div_euclid(DAY) * DAY;
-                let within = Bursty::new(day, day + DAY, SEED_OUT ^ 0xb16);
+                let within = Bursty::new(day, day + DAY, seed_out ^ 0xb16);
                 rows.extend((0..15_000u64).map(|i| {
-                    let h = mix(SEED_OUT ^ 0xb16_0000 ^ i);
+                    let h = mix(seed_out ^ 0xb16_0000 ^ i);
                     (
                         within.at(h),
                         if i % 5 == 0 { b } else { o },
@@ -279,46 +284,48 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
                 rows.extend(one_second(now_secs - 7 * DAY, 10_200, 0x0e5, |_, _| (o, 0)));
             }
             Scenario::Dst => {
-                rows.extend(dst_rows(now_secs, SEED_OUT, |t, h| (t, o, pick_status(h))))
+                rows.extend(dst_rows(now_secs, seed_out, |t, h| (t, o, pick_status(h))))
             }
             Scenario::ManyEvents => {}
         }
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 pub fn inbound(cfg: &GenConfig) -> Inner {
+    let seed_in = SEED_IN ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let bursty = Bursty::new(
         now_secs - i64::from(cfg.days) * DAY,
         now_secs - 600,
-        SEED_IN,
+        seed_in,
     );
     let si = S_INBOUND as u8;
     let mut rows: Vec<Row> = (0..cfg.inbound as u64)
         .map(|i| {
-            let h = mix(SEED_IN ^ i);
+            let h = mix(seed_in ^ i);
             (bursty.at(h), si, pick_inbound_status(mix(h ^ 0x7)))
         })
         .collect();
     if cfg.scenarios.contains(&Scenario::Dst) {
-        rows.extend(dst_rows(now_secs, SEED_IN, |t, h| {
+        rows.extend(dst_rows(now_secs, seed_in, |t, h| {
             (t, si, pick_inbound_status(h))
         }));
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 pub fn bounces(cfg: &GenConfig) -> Inner {
+    let seed_bounce = SEED_BOUNCE ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let bursty = Bursty::new(
         now_secs - i64::from(cfg.days) * DAY,
         now_secs - 600,
-        SEED_BOUNCE,
+        seed_bounce,
     );
     let mut rows: Vec<Row> = (0..cfg.bounces as u64)
         .map(|i| {
-            let h = mix(SEED_BOUNCE ^ i);
+            let h = mix(seed_bounce ^ i);
             let t = bursty.at(h);
             let h2 = mix(h ^ 0x9);
             let s = match h2 % 100 {
@@ -339,11 +346,11 @@ pub fn bounces(cfg: &GenConfig) -> Inner {
         .collect();
     if cfg.scenarios.contains(&Scenario::Dst) {
         let o = S_OUTBOUND as u8;
-        rows.extend(dst_rows(now_secs, SEED_BOUNCE, |t, h| {
+        rows.extend(dst_rows(now_secs, seed_bounce, |t, h| {
             (t, o, pick_bounce_type(h))
         }));
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 #[cfg(test)]
@@ -360,6 +367,8 @@ mod tests {
             inbound: 300,
             bounces: 400,
             scenarios,
+            seed: 0,
+            id_base: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! scripted faults, arrivals). Records are generated from indices and stored compactly;
 //! JSON is rendered per page. Plain std threads and sockets: no async runtime.
 
+mod account;
 mod api;
 mod bounces;
 mod catalog;
@@ -32,7 +33,8 @@ mod timefmt;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use clap::Parser;
@@ -43,7 +45,7 @@ use gen::{GenConfig, Scenario};
 use stats::{Control, Periodic};
 use store::Dataset;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "fake-postmark",
     version,
@@ -93,9 +95,16 @@ pub struct Cli {
     /// Extra data set; may be repeated.
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
-    /// The valid server token.
+    /// The valid server token (of the first server; with --servers N the others get
+    /// `<token>-<server ID>`).
     #[arg(long, default_value = "fake-server-token")]
     token: String,
+    /// Servers in the account, each with its own token and data (1 = a single server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    servers: u64,
+    /// The valid account token (X-Postmark-Account-Token) for /servers, /domains, /senders.
+    #[arg(long, default_value = "fake-account-token")]
+    account_token: String,
     /// Sleep this long before answering each API request.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -147,9 +156,21 @@ pub struct App {
     pub clicks: events::Events,
     pub daily: daily::Daily,
     pub suppressions: Vec<extras::Supp>,
-    pub ctl: Control,
+    pub ctl: Arc<Control>,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
+    /// Position in the account (0 = the first server, whose data is as without --servers).
+    pub index: u64,
+    pub server_id: u64,
+    /// Set by `/__fake/revoke`: the token then answers 401.
+    pub revoked: AtomicBool,
+    /// The other servers of the account (only on the first server).
+    pub peers: RwLock<Vec<Arc<App>>>,
+}
+
+/// ID of server number `index` of the account.
+pub fn server_id_of(index: u64) -> u64 {
+    catalog::SERVER_ID + index * 1_111
 }
 
 impl App {
@@ -158,8 +179,99 @@ impl App {
         self.now + (self.started.elapsed().as_nanos() / 100) as i64
     }
 
-    /// Generates the data for `cli` around the anchor `now` (ticks).
+    /// Generates the data for `cli` around the anchor `now` (ticks): the first server.
     pub fn new(cli: Cli, now: i64) -> App {
+        App::server(cli, now, Instant::now(), 0, Arc::default())
+    }
+
+    /// The first server plus the other `--servers`, sharing one request bookkeeping.
+    pub fn account(cli: Cli, now: i64) -> Arc<App> {
+        let n = cli.servers;
+        let first = Arc::new(App::new(cli, now));
+        for i in 1..n {
+            first.add_server_at(i);
+        }
+        first
+    }
+
+    fn add_server_at(&self, index: u64) -> Arc<App> {
+        let s = Arc::new(App::server(
+            self.cfg.clone(),
+            self.now,
+            self.started,
+            index,
+            Arc::clone(&self.ctl),
+        ));
+        self.peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&s));
+        s
+    }
+
+    /// Adds one more server to the account (`/__fake/add-server`).
+    pub fn add_server(&self) -> Arc<App> {
+        let index = 1 + self
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len() as u64;
+        self.add_server_at(index)
+    }
+
+    /// Every server of the account, first one first (call on the first server).
+    pub fn all_servers(self: &Arc<App>) -> Vec<Arc<App>> {
+        let mut v = vec![Arc::clone(self)];
+        v.extend(
+            self.peers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        v
+    }
+
+    /// The server a request is for: by `server=ID` on control endpoints (account-level
+    /// truth streams always on the first server), by server token on API endpoints;
+    /// otherwise the first server, which then answers (401, 400) as appropriate.
+    pub fn target(self: &Arc<App>, req: &http::Request) -> Arc<App> {
+        let route = req.route();
+        let all = self.all_servers();
+        let found = if route.starts_with("/__fake/") {
+            let account_level = matches!(
+                req.param("stream"),
+                Some("servers" | "domains" | "sender_signatures")
+            );
+            req.param("server")
+                .filter(|_| !account_level)
+                .and_then(|v| v.parse::<u64>().ok())
+                .and_then(|id| all.iter().find(|s| s.server_id == id).cloned())
+        } else if account::is_account_route(&route) {
+            None
+        } else {
+            req.header("x-postmark-server-token")
+                .and_then(|t| all.iter().find(|s| s.cfg.token == t).cloned())
+        };
+        found.unwrap_or_else(|| Arc::clone(self))
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
+
+    /// Server number `index` of the account: its own token, IDs and data.
+    fn server(mut cli: Cli, now: i64, started: Instant, index: u64, ctl: Arc<Control>) -> App {
+        let server_id = server_id_of(index);
+        let seed = if index == 0 {
+            0
+        } else {
+            gen::mix(index ^ 0x5e5e)
+        };
+        if index > 0 {
+            cli.token = format!("{}-{server_id}", cli.token);
+            cli.templates += 3 * index as usize;
+        }
         let gcfg = GenConfig {
             now,
             days: cli.days,
@@ -167,6 +279,8 @@ impl App {
             inbound: cli.inbound,
             bounces: cli.bounces,
             scenarios: cli.scenarios.clone(),
+            seed,
+            id_base: index << 32,
         };
         // The datasets are independent; build them side by side to shorten startup.
         let (outbound, inbound, bounces) = std::thread::scope(|s| {
@@ -190,7 +304,7 @@ impl App {
             if many { 12_000 } else { 0 },
             false,
             limit,
-            0,
+            seed,
         );
         let clicks = events::generate(
             &outbound,
@@ -198,7 +312,7 @@ impl App {
             if many { 11_000 } else { 0 },
             true,
             limit,
-            0,
+            seed,
         );
         let data_start = now - i64::from(cli.days) * eastern::DAY * TICKS_PER_SEC;
         let daily = {
@@ -214,10 +328,10 @@ impl App {
                 now,
                 data_start,
                 cli.stats_days,
-                0,
+                seed,
             )
         };
-        let suppressions = extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, 0);
+        let suppressions = extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, seed);
         App {
             periodic: Periodic {
                 fail_every: cli.fail_every,
@@ -225,10 +339,13 @@ impl App {
                 retry_after: cli.retry_after,
                 drop_every: cli.drop_every,
             },
-            server_body: catalog::server(&cli.token),
+            server_body: {
+                let (name, color) = catalog::server_name(index);
+                catalog::server_for(&cli.token, server_id, &name, color)
+            },
             cfg: cli,
             now,
-            started: Instant::now(),
+            started,
             outbound: Dataset::new(outbound),
             inbound: Dataset::new(inbound),
             bounces: Dataset::new(bounces),
@@ -236,7 +353,11 @@ impl App {
             clicks,
             daily,
             suppressions,
-            ctl: Control::default(),
+            ctl,
+            index,
+            server_id,
+            revoked: AtomicBool::new(false),
+            peers: RwLock::default(),
         }
     }
 
@@ -294,7 +415,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = Arc::new(App::new(cli, now));
+    let app = App::account(cli, now);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "fake-postmark listening on http://{addr}");
     let _ = out.flush();
