@@ -801,3 +801,12 @@ fn revoked_and_added_servers() {
     let (st, _) = send(&a, "GET", "/__fake/truth?stream=opens&server=42", &[]);
     assert_eq!(st, 400);
 }
+
+#[test]
+fn one_platform_scenario_crowds_one_platform_past_10000() {
+    let a = app(&["--scenario", "many-events-one-platform"]);
+    let opens = get(&a, "/messages/outbound/opens?count=1&platform=Mobile");
+    assert!(opens["TotalCount"].as_u64().unwrap_or_default() > 10_000);
+    let clicks = get(&a, "/messages/outbound/clicks?count=1&platform=Desktop");
+    assert!(clicks["TotalCount"].as_u64().unwrap_or_default() > 10_000);
+}

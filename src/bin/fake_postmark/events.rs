@@ -333,7 +333,15 @@ fn candidates(out: &Inner, click: bool, only: Option<usize>, before: i64) -> Vec
 
 /// Generates `n` events over all eligible messages plus `extra` on messages of the
 /// `outbound` stream only, each after its message and before `limit`.
-pub fn generate(out: &Inner, n: usize, extra: usize, click: bool, limit: i64, seed: u64) -> Events {
+pub fn generate(
+    out: &Inner,
+    n: usize,
+    extra: (usize, bool),
+    click: bool,
+    limit: i64,
+    seed: u64,
+) -> Events {
+    let (extra, one_platform) = extra;
     let salt = if click { 0xc11c_0000 } else { 0x0be0_0000 };
     let mut evs = Vec::with_capacity(n + extra);
     for (count, only, tag) in [(n, None, 0u64), (extra, Some(S_OUTBOUND), 1 << 40)] {
@@ -344,7 +352,15 @@ pub fn generate(out: &Inner, n: usize, extra: usize, click: bool, limit: i64, se
         for i in 0..count as u64 {
             let hc = mix(seed ^ salt ^ tag ^ i);
             let m = cands[(hc % cands.len() as u64) as usize];
-            evs.push(make_ev(m, mix(hc), None, limit, click));
+            let mut e = make_ev(m, mix(hc), None, limit, click);
+            if one_platform && tag != 0 {
+                // Profile 0 of clicks is Desktop Chrome; profile 1 of opens is Mobile.
+                e.prof = u8::from(!click);
+                if !click && e.aux == 0 {
+                    e.aux = 3;
+                }
+            }
+            evs.push(e);
         }
     }
     Events::from_events(evs, click)

@@ -62,6 +62,10 @@ pub enum Scenario {
     /// 12,000 extra opens and 11,000 extra clicks on messages of the `outbound` stream, so
     /// that one message stream holds more than 10,000 of each.
     ManyEvents,
+    /// Like many-events, but every extra open is on `Mobile` (Apple Mail, iOS) and every
+    /// extra click on `Desktop` (Chrome, macOS): more than 10,000 events of one platform
+    /// in one stream, so even the platform partition is not enough.
+    ManyEventsOnePlatform,
 }
 
 pub struct GenConfig {
@@ -286,7 +290,7 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
             Scenario::Dst => {
                 rows.extend(dst_rows(now_secs, seed_out, |t, h| (t, o, pick_status(h))))
             }
-            Scenario::ManyEvents => {}
+            Scenario::ManyEvents | Scenario::ManyEventsOnePlatform => {}
         }
     }
     finish(rows, cfg.id_base)

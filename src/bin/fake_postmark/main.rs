@@ -3,8 +3,10 @@
 //!
 //! It serves `/server`, `/messages/outbound`, `/messages/inbound`, `/bounces`, `/templates`
 //! and `/message-streams` with Postmark's envelopes, paging limits, newest-first order and
-//! Eastern-time date filters, plus `/__fake/*` control endpoints (ground truth, stats,
-//! scripted faults, arrivals). Records are generated from indices and stored compactly;
+//! Eastern-time date filters; opens, clicks, message details, template bodies, webhooks,
+//! inbound rules, delivery stats, suppressions and daily stats (`endpoints.rs`); an account
+//! of `--servers` servers behind the account token (`account.rs`); plus `/__fake/*` control
+//! endpoints (ground truth, stats, scripted faults, arrivals, revoke, add-server). Records are generated from indices and stored compactly;
 //! JSON is rendered per page. Plain std threads and sockets: no async runtime.
 
 mod account;
@@ -49,7 +51,7 @@ use store::Dataset;
 #[command(
     name = "fake-postmark",
     version,
-    about = "Deterministic fake Postmark Server API"
+    about = "Deterministic fake Postmark Server and Account API"
 )]
 pub struct Cli {
     /// Address to bind.
@@ -188,9 +190,36 @@ impl App {
     pub fn account(cli: Cli, now: i64) -> Arc<App> {
         let n = cli.servers;
         let first = Arc::new(App::new(cli, now));
-        for i in 1..n {
-            first.add_server_at(i);
-        }
+        // Servers are independent: generate them side by side.
+        let others: Vec<App> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..n)
+                .map(|i| {
+                    let (cfg, ctl) = (first.cfg.clone(), Arc::clone(&first.ctl));
+                    let started = first.started;
+                    (i, s.spawn(move || App::server(cfg, now, started, i, ctl)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    // A panic in a generator thread is a bug; regenerate inline to surface it.
+                    h.join().unwrap_or_else(|_| {
+                        App::server(
+                            first.cfg.clone(),
+                            now,
+                            first.started,
+                            i,
+                            Arc::clone(&first.ctl),
+                        )
+                    })
+                })
+                .collect()
+        });
+        first
+            .peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(others.into_iter().map(Arc::new));
         first
     }
 
@@ -294,14 +323,15 @@ impl App {
             };
             (join(o, gen::outbound), i, join(b, gen::bounces))
         });
-        let many = cli.scenarios.contains(&Scenario::ManyEvents);
+        let one = cli.scenarios.contains(&Scenario::ManyEventsOnePlatform);
+        let many = one || cli.scenarios.contains(&Scenario::ManyEvents);
         let limit = now - 60 * TICKS_PER_SEC;
         let n_opens = cli.opens.unwrap_or(cli.outbound * 3 / 2);
         let n_clicks = cli.clicks.unwrap_or(cli.outbound / 2);
         let opens = events::generate(
             &outbound,
             n_opens,
-            if many { 12_000 } else { 0 },
+            (if many { 12_000 } else { 0 }, one),
             false,
             limit,
             seed,
@@ -309,7 +339,7 @@ impl App {
         let clicks = events::generate(
             &outbound,
             n_clicks,
-            if many { 11_000 } else { 0 },
+            (if many { 11_000 } else { 0 }, one),
             true,
             limit,
             seed,
