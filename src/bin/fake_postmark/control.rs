@@ -1,5 +1,7 @@
 //! The unauthenticated `/__fake/*` test-control endpoints: truth listing, stats, request
-//! log, scripted faults, arrivals, reset and shutdown.
+//! log, scripted faults, arrivals, revoke (`POST /__fake/revoke?server=ID`: that server's
+//! token answers 401 from then on), add-server (`POST /__fake/add-server`), reset and
+//! shutdown. `server=ID` picks the server of the account a request is for.
 //!
 //! Control requests are not API requests: they are not counted, logged, delayed or faulted.
 //!
@@ -28,6 +30,11 @@
 //! Date-times are RFC 3339 UTC as the connector writes them: `2026-11-30T12:34:56.123456Z`,
 //! no fraction on a whole second. Event times in the fake are whole microseconds, so the
 //! comparison is exact. `Date` is `YYYY-MM-DD` (Eastern day).
+//!
+//! `&server=ID` selects a server of the account (default: the first server); an unknown ID
+//! is a 400. Account-level streams ignore it: `servers` (key `ID`; records are the
+//! `/servers` objects, `ApiTokens` included), `domains` and `sender_signatures` (key `ID`;
+//! records are the list objects).
 //!
 //! `from`/`to` (half-open `[from, to)`) filter time-based streams by their cursor: messages,
 //! bounces, opens and clicks by their own time; `message_events` by the PARENT message's
@@ -194,7 +201,7 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         "bounces" => (&app.bounces, 2),
         "templates" => {
             for i in 0..app.cfg.templates {
-                j::uint(out, template_id(i));
+                j::uint(out, template_id(i) + app.index * 1_000_000);
                 out.push(b'\n');
             }
             return Ok(Outcome::Respond(Head::new(200, TEXT)));
