@@ -810,3 +810,56 @@ fn one_platform_scenario_crowds_one_platform_past_10000() {
     let clicks = get(&a, "/messages/outbound/clicks?count=1&platform=Desktop");
     assert!(clicks["TotalCount"].as_u64().unwrap_or_default() > 10_000);
 }
+
+#[test]
+fn each_server_serves_its_own_opens_and_stats_as_its_truth_says() {
+    let a = account(&["--servers", "2", "--outbound", "400"]);
+    let mut seen = HashSet::new();
+    for s in a.all_servers() {
+        let tok = ("X-Postmark-Server-Token", s.cfg.token.as_str());
+        let (_, v) = send(&a, "GET", "/messages/outbound/opens?count=500", &[tok]);
+        let (_, t) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=opens&server={}", s.server_id),
+            &[],
+        );
+        let keys = t.as_str().unwrap_or_default().to_string();
+        assert!(keys.lines().count() as u64 >= v["TotalCount"].as_u64().unwrap_or_default());
+        for o in v["Opens"].as_array().into_iter().flatten() {
+            let id = o["MessageID"].as_str().unwrap_or_default().to_string();
+            assert!(keys.contains(&id));
+            seen.insert((s.server_id, id));
+        }
+        let (_, sends) = send(
+            &a,
+            "GET",
+            "/stats/outbound/sends?messagestream=outbound",
+            &[tok],
+        );
+        let (_, recs) = send(
+            &a,
+            "GET",
+            &format!(
+                "/__fake/truth?stream=stats_outbound_daily&records=1&server={}",
+                s.server_id
+            ),
+            &[],
+        );
+        let truth_sent: u64 = recs
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["MessageStream"] == "outbound")
+            .filter_map(|r| r["Sent"].as_u64())
+            .sum();
+        assert_eq!(sends["Sent"].as_u64(), Some(truth_sent));
+    }
+    let ids: HashSet<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        ids.len(),
+        seen.len(),
+        "no MessageID is shared between servers"
+    );
+}

@@ -466,11 +466,19 @@ impl Events {
             }
         }
         let mut g = self.write();
+        let mut touched = [false; NSTREAMS];
         for e in &new {
-            let v = &mut g.by_time[usize::from(e.stream) % NSTREAMS];
-            let pos = v.partition_point(|x| x < e);
-            v.insert(pos, *e);
+            let s = usize::from(e.stream) % NSTREAMS;
+            let v = &mut g.by_time[s];
+            // Live arrivals append; back-dated ones re-sort the stream once below.
+            touched[s] |= v.last().is_some_and(|l| l > e);
+            v.push(*e);
             g.arrived.push(*e);
+        }
+        for (s, t) in touched.iter().enumerate() {
+            if *t {
+                g.by_time[s].sort_unstable();
+            }
         }
         new
     }
