@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::bounces::BOUNCE_TYPES;
 use crate::catalog::STREAMS;
-use crate::daily::{eastern_day, Day, READ_BUCKETS};
+use crate::daily::Day;
 use crate::details::{self, events_of};
 use crate::eastern::{DAY, TICKS_PER_SEC};
 use crate::events::{self, recipient_raw, BROWSERS, EMAIL_CLIENTS, LINKS};
@@ -278,5 +278,4 @@ fn stats_rows(out: &mut Vec<u8>, name: &str, stream: &str, day: i32, d: &Day, re
             }
         }
     }
-    let _ = (READ_BUCKETS, eastern_day);
 }
