@@ -82,7 +82,7 @@ fn connection(account: &Arc<App>, stream: TcpStream) {
                 continue;
             }
             Outcome::Drop => {
-                app.ctl.end(&req, 0);
+                app.ctl.end_on(&req, 0, app.server_id);
                 log(app, &req, 0, started);
                 return;
             }
@@ -108,7 +108,7 @@ fn connection(account: &Arc<App>, stream: TcpStream) {
         let keep = req.keep_alive && !exit;
         let written = http::write_response(&mut w, &head, payload, keep);
         if is_api {
-            app.ctl.end(&req, head.status);
+            app.ctl.end_on(&req, head.status, app.server_id);
         }
         log(app, &req, head.status, started);
         if exit {
