@@ -345,6 +345,7 @@ fn streams(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         filter,
         archived,
         app.server_id,
+        &|s| app.has_stream(s),
     );
     Ok(())
 }

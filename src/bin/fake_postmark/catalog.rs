@@ -114,7 +114,14 @@ pub fn message_streams(
     type_filter: Option<&str>,
     include_archived: bool,
 ) {
-    message_streams_for(out, now_secs, type_filter, include_archived, SERVER_ID);
+    message_streams_for(
+        out,
+        now_secs,
+        type_filter,
+        include_archived,
+        SERVER_ID,
+        &|_| true,
+    );
 }
 
 /// [`message_streams`] of the server with ID `server_id`.
@@ -124,6 +131,7 @@ pub fn message_streams_for(
     type_filter: Option<&str>,
     include_archived: bool,
     server_id: u64,
+    has: &dyn Fn(usize) -> bool,
 ) {
     let mut order: Vec<usize> = (0..NSTREAMS).collect();
     order.sort_by_key(|&i| STREAMS[i].id);
@@ -132,7 +140,10 @@ pub fn message_streams_for(
     for i in order {
         let s = &STREAMS[i];
         let archived = archived_at(i, now_secs);
-        if type_filter.is_some_and(|t| t != s.kind) || (archived.is_some() && !include_archived) {
+        if !has(i)
+            || type_filter.is_some_and(|t| t != s.kind)
+            || (archived.is_some() && !include_archived)
+        {
             continue;
         }
         if n > 0 {

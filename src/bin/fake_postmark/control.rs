@@ -207,7 +207,11 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
             return Ok(Outcome::Respond(Head::new(200, TEXT)));
         }
         "message_streams" => {
-            for s in &STREAMS {
+            for (_, s) in STREAMS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| app.has_stream(*i))
+            {
                 out.extend_from_slice(s.id.as_bytes());
                 out.push(b'\n');
             }

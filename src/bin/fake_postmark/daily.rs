@@ -200,6 +200,7 @@ impl Daily {
         data_start: i64,
         stats_days: u32,
         seed: u64,
+        no_legacy: bool,
     ) -> Daily {
         let mut m = BTreeMap::new();
         for (s, v) in outbound.streams.iter().enumerate() {
@@ -223,7 +224,9 @@ impl Daily {
         let oldest = today - stats_days as i32;
         for day in oldest..first_data_day {
             for s in [0, S_BROADCAST, S_LEGACY, S_PROMO] {
-                historic(&mut m, s, day, now, seed);
+                if !(no_legacy && s == S_LEGACY) {
+                    historic(&mut m, s, day, now, seed);
+                }
             }
         }
         Daily { map: Mutex::new(m) }

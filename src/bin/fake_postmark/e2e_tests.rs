@@ -863,3 +863,52 @@ fn each_server_serves_its_own_opens_and_stats_as_its_truth_says() {
         "no MessageID is shared between servers"
     );
 }
+
+#[test]
+fn servers_differ_in_their_message_streams() {
+    let a = account(&["--servers", "2", "--outbound", "300"]);
+    let servers = a.all_servers();
+    for (s, has_legacy) in [(&servers[0], true), (&servers[1], false)] {
+        let tok = ("X-Postmark-Server-Token", s.cfg.token.as_str());
+        let (_, list) = send(
+            &a,
+            "GET",
+            "/message-streams?IncludeArchivedStreams=true",
+            &[tok],
+        );
+        let ids: Vec<&str> = list["MessageStreams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["ID"].as_str())
+            .collect();
+        assert_eq!(ids.contains(&"legacy-tx"), has_legacy);
+        let (_, t) = send(
+            &a,
+            "GET",
+            &format!(
+                "/__fake/truth?stream=message_streams&server={}",
+                s.server_id
+            ),
+            &[],
+        );
+        assert_eq!(t.as_str().map(|t| t.lines().count()), Some(ids.len()));
+        let (st, _) = send(
+            &a,
+            "GET",
+            "/message-streams/legacy-tx/suppressions/dump",
+            &[tok],
+        );
+        assert_eq!(st, if has_legacy { 200 } else { 422 });
+        let (_, supp) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=suppressions&server={}", s.server_id),
+            &[],
+        );
+        assert_eq!(
+            supp.as_str().is_some_and(|t| t.contains("\"legacy-tx\"")),
+            has_legacy
+        );
+    }
+}

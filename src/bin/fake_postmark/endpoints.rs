@@ -55,7 +55,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid
     match r {
         "/messages/outbound/opens" => search(app, req, out, false),
         "/messages/outbound/clicks" => search(app, req, out, true),
-        "/webhooks" => webhooks(req, out, app.index),
+        "/webhooks" => webhooks(app, req, out),
         "/triggers/inboundrules" => {
             let (offset, count) = paging_of(req, CODE_TRIGGERS)?;
             extras::inbound_rules(out, offset, count, app.index);
@@ -208,17 +208,17 @@ fn of_message(
     Ok(())
 }
 
-fn webhooks(req: &Request, out: &mut Vec<u8>, server: u64) -> Result<(), Invalid> {
+fn webhooks(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
     let stream = match param(req, "messagestream") {
         None => None,
-        Some(name) => Some(stream_index(name).ok_or_else(stream_not_found)?),
+        Some(name) => Some(app.stream_index(name).ok_or_else(stream_not_found)?),
     };
-    extras::webhooks(out, stream, server);
+    extras::webhooks(out, stream, app.index);
     Ok(())
 }
 
 fn suppressions(app: &App, req: &Request, out: &mut Vec<u8>, stream: &str) -> Result<(), Invalid> {
-    let s = stream_index(stream).ok_or_else(stream_not_found)?;
+    let s = app.stream_index(stream).ok_or_else(stream_not_found)?;
     let code = CODE_STREAM_NOT_FOUND + 1;
     let reason = lookup(req, "suppressionreason", &REASONS, code)?;
     let origin = lookup(req, "origin", &ORIGINS, code)?;

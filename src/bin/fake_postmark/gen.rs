@@ -79,6 +79,17 @@ pub struct GenConfig {
     pub seed: u64,
     /// First record id (servers are numbered apart so their MessageIDs never collide).
     pub id_base: u64,
+    /// The server has no `legacy-tx` stream: its share goes to `outbound`.
+    pub no_legacy: bool,
+}
+
+/// `stream`, or `outbound` where the server lacks `legacy-tx`.
+fn present(stream: usize, no_legacy: bool) -> usize {
+    if no_legacy && stream == S_LEGACY {
+        S_OUTBOUND
+    } else {
+        stream
+    }
 }
 
 /// A row before numbering: (ticks, stream, kind).
@@ -251,7 +262,8 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
             90..=94 => S_LEGACY,
             _ => S_PROMO,
         };
-        (t, live_stream(s, t, cfg.now) as u8, pick_status(h2 >> 8))
+        let s = present(live_stream(s, t, cfg.now), cfg.no_legacy);
+        (t, s as u8, pick_status(h2 >> 8))
     }));
     let (o, b) = (S_OUTBOUND as u8, S_BROADCAST as u8);
     for sc in &cfg.scenarios {
@@ -339,7 +351,7 @@ pub fn bounces(cfg: &GenConfig) -> Inner {
                 85..=89 => S_PROMO,
                 _ => S_INBOUND,
             };
-            let s = live_stream(s, t, cfg.now);
+            let s = present(live_stream(s, t, cfg.now), cfg.no_legacy);
             let kind = if s == S_INBOUND {
                 INBOUND_ERROR
             } else {
@@ -373,6 +385,7 @@ mod tests {
             scenarios,
             seed: 0,
             id_base: 0,
+            no_legacy: false,
         }
     }
 

@@ -285,6 +285,17 @@ impl App {
         found.unwrap_or_else(|| Arc::clone(self))
     }
 
+    /// Whether this server has message stream `s` (odd-numbered servers of an account
+    /// have no `legacy-tx`, so stream lists differ between servers).
+    pub fn has_stream(&self, s: usize) -> bool {
+        !(s == catalog::S_LEGACY && self.index % 2 == 1)
+    }
+
+    /// [`catalog::stream_index`] among this server's streams.
+    pub fn stream_index(&self, name: &str) -> Option<usize> {
+        catalog::stream_index(name).filter(|&s| self.has_stream(s))
+    }
+
     pub fn is_revoked(&self) -> bool {
         self.revoked.load(Ordering::SeqCst)
     }
@@ -310,6 +321,7 @@ impl App {
             scenarios: cli.scenarios.clone(),
             seed,
             id_base: index << 32,
+            no_legacy: index % 2 == 1,
         };
         // The datasets are independent; build them side by side to shorten startup.
         let (outbound, inbound, bounces) = std::thread::scope(|s| {
@@ -359,9 +371,11 @@ impl App {
                 data_start,
                 cli.stats_days,
                 seed,
+                index % 2 == 1,
             )
         };
-        let suppressions = extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, seed);
+        let suppressions =
+            extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, seed, index % 2 == 1);
         App {
             periodic: Periodic {
                 fail_every: cli.fail_every,
