@@ -91,6 +91,33 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
             let id = route.trim_start_matches("/servers/").parse::<u64>().ok();
             one_server(app, id, out)
         }
+        _ if route.starts_with("/domains/") => {
+            let id = route.trim_start_matches("/domains/").parse::<u64>().ok();
+            match DOMAINS.iter().find(|d| Some(d.5) == id) {
+                Some(d) => {
+                    detail(out, d.0, d.2, d.4, |o| domain(o, d));
+                    Ok(())
+                }
+                None => Err(crate::api::invalid(510, "Domain not found.")),
+            }
+        }
+        _ if route.starts_with("/senders/") => {
+            let id = route.trim_start_matches("/senders/").parse::<u64>().ok();
+            match SENDERS.iter().find(|s| Some(s.5) == id) {
+                Some(s) => {
+                    let d = DOMAINS
+                        .iter()
+                        .find(|d| d.0 == s.0)
+                        .copied()
+                        .unwrap_or(DOMAINS[0]);
+                    detail(out, d.0, d.2, d.4, |o| sender(o, s));
+                    out.pop();
+                    out.extend_from_slice(b",\"ConfirmationPersonalNote\":null}");
+                    Ok(())
+                }
+                None => Err(crate::api::invalid(501, "Sender signature not found.")),
+            }
+        }
         _ => Err(crate::api::invalid(CODE_SERVERS, "Not found.")),
     };
     match r {
@@ -184,6 +211,71 @@ pub fn domain(out: &mut Vec<u8>, d: &(&str, bool, bool, bool, bool, u64)) {
     out.extend_from_slice(b",\"ID\":");
     uint(out, d.5);
     out.push(b'}');
+}
+
+/// A list object (written by `list`) extended with the DNS fields of `domain`
+/// (examples/domain-detail.json, sender-detail.json; empty strings when unset).
+fn detail(
+    out: &mut Vec<u8>,
+    domain: &str,
+    dkim: bool,
+    return_path: bool,
+    list: impl FnOnce(&mut Vec<u8>),
+) {
+    list(out);
+    out.pop();
+    let host = format!("20260301101500pm._domainkey.{domain}");
+    let fields: [(&str, String); 11] = [
+        ("SPFHost", domain.to_string()),
+        (
+            "SPFTextValue",
+            "v=spf1 a mx include:spf.mtasv.net ~all".into(),
+        ),
+        ("DKIMHost", if dkim { host.clone() } else { String::new() }),
+        (
+            "DKIMTextValue",
+            if dkim {
+                "k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC...fake...IDAQAB".into()
+            } else {
+                String::new()
+            },
+        ),
+        ("DKIMPendingHost", if dkim { String::new() } else { host }),
+        (
+            "DKIMPendingTextValue",
+            if dkim {
+                String::new()
+            } else {
+                "k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQD...fake...IDAQAB".into()
+            },
+        ),
+        ("DKIMRevokedHost", String::new()),
+        ("DKIMRevokedTextValue", String::new()),
+        (
+            "DKIMUpdateStatus",
+            if dkim {
+                "Verified".into()
+            } else {
+                "Pending".into()
+            },
+        ),
+        (
+            "ReturnPathDomain",
+            if return_path {
+                format!("pm-bounces.{domain}")
+            } else {
+                String::new()
+            },
+        ),
+        ("ReturnPathDomainCNAMEValue", "pm.mtasv.net".into()),
+    ];
+    for (k, v) in &fields {
+        out.push(b',');
+        string(out, k, false);
+        out.push(b':');
+        string(out, v, false);
+    }
+    out.extend_from_slice(b",\"SafeToRemoveRevokedKeyFromDNS\":false}");
 }
 
 fn senders(req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {

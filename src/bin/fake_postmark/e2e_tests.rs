@@ -755,6 +755,11 @@ fn account_lists_servers_with_their_own_tokens_and_data() {
             t.as_str().map(|t| t.lines().count())
         );
         assert_eq!(send(&a, "GET", path, &[ACCT]).0, 422, "count required");
+        let id = &v[key][0]["ID"];
+        let (st, d) = send(&a, "GET", &format!("{path}/{id}"), &[ACCT]);
+        assert_eq!((st, &d["ID"]), (200, id));
+        assert!(d["DKIMHost"].is_string() && d["ReturnPathDomainCNAMEValue"].is_string());
+        assert_eq!(send(&a, "GET", &format!("{path}/1"), &[ACCT]).0, 422);
     }
 }
 
