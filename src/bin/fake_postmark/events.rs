@@ -9,6 +9,7 @@
 //! sorted by message (per-message endpoints, details). Event times are whole microseconds
 //! so that the connector's six-digit normalisation is exact.
 
+use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::catalog::{NSTREAMS, STREAMS, S_OUTBOUND};
@@ -304,7 +305,7 @@ pub struct EvData {
     /// Generated events sorted by (message, recipient, time).
     by_msg: Vec<Ev>,
     /// Events added by `/__fake/arrive` (scanned for per-message lookups).
-    arrived: Vec<Ev>,
+    arrived: HashMap<u64, Vec<Ev>>,
 }
 
 /// Opens or clicks of one server.
@@ -408,7 +409,7 @@ impl Events {
             inner: RwLock::new(EvData {
                 by_time,
                 by_msg: evs,
-                arrived: Vec::new(),
+                arrived: HashMap::new(),
             }),
             click,
         }
@@ -429,7 +430,7 @@ impl Events {
         let mut v: Vec<Ev> = g.by_msg[lo..]
             .iter()
             .take_while(|e| e.msg == id)
-            .chain(g.arrived.iter().filter(|e| e.msg == id))
+            .chain(g.arrived.get(&id).into_iter().flatten())
             .copied()
             .collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
@@ -451,12 +452,14 @@ impl Events {
             new.push(make_ev(m, mix(hc), Some(t), i64::MAX, self.click));
         }
         // First-ness against what the message already has.
+        let mut batch: HashMap<u64, Vec<Ev>> = HashMap::new();
         for i in 0..new.len() {
             let prior = self.of_message(new[i].msg);
             let e = new[i];
             let same = |p: &&Ev| p.rcpt == e.rcpt && (!self.click || p.link() == e.link());
+            let mine = batch.entry(e.msg).or_default();
             let (first, clash) = {
-                let mut earlier = prior.iter().chain(new[..i].iter()).filter(same);
+                let mut earlier = prior.iter().chain(mine.iter()).filter(same);
                 let first = earlier.clone().next().is_none();
                 (first, earlier.any(|p| p.t == e.t))
             };
@@ -464,6 +467,7 @@ impl Events {
             if clash {
                 new[i].t += MICRO;
             }
+            mine.push(new[i]);
         }
         let mut g = self.write();
         let mut touched = [false; NSTREAMS];
@@ -473,7 +477,7 @@ impl Events {
             // Live arrivals append; back-dated ones re-sort the stream once below.
             touched[s] |= v.last().is_some_and(|l| l > e);
             v.push(*e);
-            g.arrived.push(*e);
+            g.arrived.entry(e.msg).or_default().push(*e);
         }
         for (s, t) in touched.iter().enumerate() {
             if *t {
