@@ -453,9 +453,9 @@ impl Events {
         }
         // First-ness against what the message already has.
         let mut batch: HashMap<u64, Vec<Ev>> = HashMap::new();
-        for i in 0..new.len() {
-            let prior = self.of_message(new[i].msg);
-            let e = new[i];
+        for slot in new.iter_mut() {
+            let prior = self.of_message(slot.msg);
+            let e = *slot;
             let same = |p: &&Ev| p.rcpt == e.rcpt && (!self.click || p.link() == e.link());
             let mine = batch.entry(e.msg).or_default();
             let (first, clash) = {
@@ -463,11 +463,11 @@ impl Events {
                 let first = earlier.clone().next().is_none();
                 (first, earlier.any(|p| p.t == e.t))
             };
-            new[i].first = first;
+            slot.first = first;
             if clash {
-                new[i].t += MICRO;
+                slot.t += MICRO;
             }
-            mine.push(new[i]);
+            mine.push(*slot);
         }
         let mut g = self.write();
         let mut touched = [false; NSTREAMS];
