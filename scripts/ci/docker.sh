@@ -196,10 +196,10 @@ done
 say "closed pipe: status 0 inside the container, podman exits ${statuses[0]} outside, container gone, no panic"
 
 # -- SIGTERM mid-read -------------------------------------------------------------------------
-# A slow fake (200 ms a request) keeps the read busy; once records flow, `podman kill -s TERM`
-# (what `docker stop` sends first). With --init (as Airbyte runs containers) the signal reaches
+# A slow fake (1 s a request, 20,000 messages) keeps the read busy; once records flow,
+# `podman kill -s TERM` (what `docker stop` sends first). With --init (as Airbyte runs containers) the signal reaches
 # the connector, which must stop at once: no panic, every line it wrote whole.
-start_fake slow --days 30 --latency-ms 200
+start_fake slow --days 30 --outbound 20000 --latency-ms 1000
 mkdir -p "$work/slow"
 printf '{"server_token": "fake-server-token", "base_url": "%s"}\n' "$fake_url" >"$work/slow/config.json"
 cp catalogs/configured_catalog.json "$work/slow/catalog.json"
@@ -230,6 +230,6 @@ say "SIGTERM mid-read: stopped in ${stop_ms} ms (exit $term_rc), no panic"
 size=$($P image inspect --format '{{.Size}}' "$IMAGE")
 binary=$($P run --rm --entrypoint /bin/sh "$IMAGE" -c 'wc -c </airbyte/bin/source-postmark')
 echo "docker: image $IMAGE: $size bytes ($((size / 1000)) kB), of which the binary $binary bytes; layers:"
-$P history --format '  {{.Size}}	{{.CreatedBy}}' "$IMAGE" | cut -c1-150 | grep -v '^  0B' || true
+$P history --format '  {{.Size}}	{{.CreatedBy}}' "$IMAGE" | cut -c1-150 | grep -v '^  0 B' || true
 [ "$size" -lt 30000000 ] || die "the runtime image grew to $size bytes (expected under 30 MB)"
 say "done: every check passed"
