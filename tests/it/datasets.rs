@@ -302,3 +302,29 @@ fn a_second_sync_returns_new_events_and_re_reads_only_the_recent_stats_days() {
         "the re-read day counts the new opens"
     );
 }
+
+#[test]
+fn opens_and_clicks_past_10000_in_one_message_stream_are_complete_when_dates_are_honoured() {
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events",
+        "--events-date-filter",
+        "honoured",
+    ]);
+    let s = Scratch::new("datasets-many-events");
+    let run = airbyte_read(&fake, &s, &["opens", "clicks"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in ["opens", "clicks"] {
+        let truth = fake.truth_records(stream, Some(default_range()));
+        let in_outbound = truth
+            .iter()
+            .filter(|r| r["MessageStream"] == "outbound")
+            .count();
+        assert!(
+            in_outbound > 10_000,
+            "{stream}: {in_outbound} in one stream"
+        );
+        assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
+    }
+    assert_eq!(fake.stats()["cap_violations"], 0);
+}
