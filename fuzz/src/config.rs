@@ -2,8 +2,8 @@
 //!
 //! Properties:
 //! - never panics; an error is one non-empty line;
-//! - the token is never echoed: run again with the token replaced by a marker, no error or
-//!   warning contains the marker;
+//! - the token is never echoed: run again with the token replaced by a marker, no error,
+//!   warning or `Debug` of the config contains the marker;
 //! - an accepted config is within the spec: non-empty token, `start_date` within 365 days
 //!   before now and not after it, numbers in their documented ranges;
 //! - an accepted `base_url`, read by an independent WHATWG URL parser, is `https`, or `http`
@@ -50,7 +50,7 @@ pub fn check(data: &[u8]) {
         }
         if replaced {
             let text = match config::from_value(Value::Object(map), now()) {
-                Ok((_, warnings)) => warnings.join("\n"),
+                Ok((c, warnings)) => format!("{c:?}\n{}", warnings.join("\n")),
                 Err(e) => e,
             };
             assert!(
@@ -63,11 +63,6 @@ pub fn check(data: &[u8]) {
 
 fn assert_valid(c: &Config, input: &Value) {
     assert!(!c.server_token.expose().trim().is_empty(), "empty token");
-    let debug = format!("{c:?}");
-    assert!(
-        c.server_token.expose().len() < 4 || !debug.contains(c.server_token.expose()),
-        "Debug shows the token"
-    );
     if let Some(t) = c.start_date {
         assert!(t <= now(), "start_date {t} after now");
         assert!(

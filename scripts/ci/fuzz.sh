@@ -25,18 +25,23 @@ echo "== fuzz: building the targets (cargo +nightly fuzz build)"
 (cd fuzz && cargo +nightly fuzz build -s none -a)
 echo "fuzz: build took $((SECONDS - build_start)) s"
 
+# A fresh corpus each time: a large local corpus (scripts/fuzz.sh) would take longer to load
+# than the run itself.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 run_start=$SECONDS
 for target in page config catalog state windows; do
   dict=()
   if [ "$target" != windows ]; then dict=(-dict=json.dict); fi
-  corpus="corpus/$target"
-  mkdir -p "fuzz/$corpus"
+  corpus="$scratch/$target"
+  mkdir -p "$corpus"
   dirs=("$corpus" "seeds/$target")
   if [ -d "fuzz/regressions/$target" ]; then dirs+=("regressions/$target"); fi
   echo "== fuzz: $target for ${per_target} s"
   if ! (cd fuzz && cargo +nightly fuzz run -s none -a "$target" "${dirs[@]}" -- \
       -max_total_time="$per_target" -timeout=30 -print_final_stats=1 "${dict[@]}" \
-      2>&1 | grep -E 'panicked at|^thread|Test unit written|SUMMARY|ERROR|stat::number_of_executed_units|Done [0-9]+ runs' ; exit "${PIPESTATUS[0]}"); then
+      2>&1 | grep -E -A1 'panicked at|Test unit written|SUMMARY|ERROR|stat::number_of_executed_units|Done [0-9]+ runs'
+      exit "${PIPESTATUS[0]}"); then
     echo "fuzz: FAILED: target '$target' found a crash (input saved under fuzz/artifacts/$target/)" >&2
     exit 1
   fi

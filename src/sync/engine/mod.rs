@@ -18,7 +18,7 @@ mod streams;
 mod worker;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -38,6 +38,7 @@ use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::record::{parse_page, RawObject};
 use crate::streams::{self as stream_table, Paging, Partitioning};
 pub use merge::MergeBuf;
+use pages::KeySet;
 use worker::{build_request, panic_message, spawn_workers, Job, WorkerMsg};
 
 type TaskId = u64;
@@ -70,13 +71,15 @@ struct Task {
     tight: bool,
     /// Opens and clicks whose date filter Postmark ignores: read newest-first, unfiltered.
     reader: Option<Box<events::Reader>>,
-    /// Primary keys (raw JSON) of every row this task's query returned, over all its reads:
-    /// a window holds at most 10,000 rows, so this is bounded; it is freed when the task
-    /// completes. Re-reads of a changed window skip keys already here.
-    seen: HashSet<Box<str>>,
+    /// Fingerprints of the primary keys of every row this task's query returned, over all
+    /// its reads: a window holds at most 10,000 rows, so this is bounded (16 bytes a row);
+    /// it is freed when the task completes. Re-reads of a changed window skip keys here.
+    seen: KeySet,
     /// Ancestors whose `seen` is not empty (a window that grew past the cap while read and
     /// was split): their rows are not emitted again by this task either.
     inherited: Vec<TaskId>,
+    /// Page requests this task's reads have cost (superseded ones included).
+    requests: u64,
     /// Rows without a primary key in the current read (for the completeness check).
     keyless: u64,
     /// A page at a later offset repeated rows of this read: the server ignores `offset`.
@@ -408,7 +411,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 generation: 0,
                 tight,
                 reader: None,
-                seen: HashSet::new(),
+                seen: KeySet::default(),
+                requests: 0,
                 inherited,
                 keyless: 0,
                 offset_ignored: false,
@@ -575,12 +579,14 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         result: Result<String, Error>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let Some(task) = self.tasks.get(&job.task) else {
-            return Ok(());
-        };
         if self.runs[job.stream].phase != Phase::Running {
             return Ok(());
         }
+        let Some(task) = self.tasks.get_mut(&job.task) else {
+            return Ok(());
+        };
+        task.requests += 1;
+        let current = task.generation == job.generation;
         self.runs[job.stream].requests += 1;
         self.pages_handled += 1;
         if self.hook.main == Some(self.pages_handled) {
@@ -589,7 +595,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 self.pages_handled
             );
         }
-        if task.generation != job.generation {
+        if !current {
             // A page of a window that has since been re-read: its rows come again.
             return self.page_done(job.task);
         }

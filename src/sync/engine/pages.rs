@@ -7,10 +7,12 @@
 //! later page shows that the window's `TotalCount` changed (rows indexed late, rows
 //! vanished), the whole window is read again from offset 0 (split, if it now crosses the
 //! cap) and keys already seen are not emitted again, until one read sees the same count on
-//! every page. A window of `n` pages is read at most `2n + 8` times (a 10,000-row window
-//! at most 48 times, about 960 requests); a server that keeps changing it beyond that
-//! fails the stream.
+//! every page. A window of `n` pages gets at most `n × (2n + 8)` page requests over all
+//! its reads (as many as `2n + 8` whole reads; a 10,000-row window at most 960 requests);
+//! a server that still changes it after that fails the stream.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::io::Write;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -25,17 +27,54 @@ use crate::streams::{Added, Cursor, Partitioning};
 use crate::sync::stream::fmt_time;
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP, PAGE_SIZE};
 
-/// Reads of one window beyond twice its page count before a window that keeps changing
-/// fails.
-const EXTRA_READS: u32 = 8;
+/// Whole reads of one window, beyond twice its page count, that a window that keeps
+/// changing may cost before its stream fails.
+const EXTRA_READS: u64 = 8;
 
 /// The field in which partitioned records echo the `messagestream` they were queried with.
 const PARTITION_FIELD: &str = "MessageStream";
 
-/// How many times a window of `total` rows may be read in all (first read included).
-pub(super) fn max_reads(total: u64) -> u32 {
+/// The primary keys a window returned, as 128-bit fingerprints of their raw JSON: no
+/// allocation per row, 16 bytes each. Two different keys of one window share a fingerprint
+/// with a probability below 10^-30 (10,000 keys, 128 bits).
+pub(super) type KeySet = HashSet<u128, BuildHasherDefault<PassThrough>>;
+
+/// Fingerprint of a raw JSON key: two SipHash-1-3 values with fixed keys (the same in
+/// every run), one salted.
+pub(super) fn fingerprint(key: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    key.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    0x9e37_79b9_7f4a_7c15_u64.hash(&mut b);
+    key.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Fingerprints are already uniform: the set's hasher passes them through.
+#[derive(Default)]
+pub(super) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// How many page requests a window of `total` rows may cost over all its reads: `n` pages
+/// read `2n + 8` times. Counted in requests, not reads, because a read that sees a change
+/// on its first page costs one request.
+pub(super) fn request_budget(total: u64) -> u64 {
     let reachable = total.min(u64::from(OFFSET_CAP));
-    2 * reachable.div_ceil(u64::from(PAGE_SIZE)) as u32 + EXTRA_READS
+    let pages = reachable.div_ceil(u64::from(PAGE_SIZE)).max(1);
+    pages * (2 * pages + EXTRA_READS)
 }
 
 /// What a later page says about its window.
@@ -259,7 +298,7 @@ impl<W: Write> Engine<'_, '_, W> {
     /// If Postmark indexed rows late or rows vanished, rows may have shifted across pages
     /// already read, so the whole window is read again (split if it no longer fits under
     /// the cap); keys already seen are not emitted again. A window that keeps changing past
-    /// [`max_reads`] fails its stream.
+    /// its [`request_budget`] fails its stream.
     pub(super) fn check_page(&mut self, job: &InFlight, total: u64) -> Result<Verdict, Error> {
         let Some(task) = self.tasks.get_mut(&job.task) else {
             return Ok(Verdict::Fine);
@@ -270,7 +309,8 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         task.known_total = Some(total);
         let reads = task.generation + 1;
-        let limit = max_reads(before.max(total));
+        let spent = task.requests;
+        let budget = request_budget(before.max(total));
         let cap = u64::from(OFFSET_CAP);
         let how = if total > before { "grew" } else { "shrank" };
         let cause = if total > before {
@@ -278,14 +318,14 @@ impl<W: Write> Engine<'_, '_, W> {
         } else {
             "rows vanished"
         };
-        if reads >= limit {
+        if spent >= budget {
             let when = self.describe_task(job.task);
             let err = Error::Unsettled {
                 stream: name.to_string(),
                 detail: format!(
-                    "a window{when} changed on every one of its {reads} reads (its TotalCount \
-                     last went from {before} to {total}: {cause}); a window of that size is read \
-                     at most {limit} times"
+                    "a window{when} kept changing over {reads} reads and {spent} page requests \
+                     (its TotalCount last went from {before} to {total}: {cause}); a window of \
+                     that size gets at most {budget} page requests"
                 ),
             };
             self.fail_stream(job.stream, err)?;
@@ -313,8 +353,9 @@ impl<W: Write> Engine<'_, '_, W> {
             Level::Warn,
             &format!(
                 "{name}: a window {how} from {before} to {total} rows while it was read \
-                 ({cause}); reading the whole window again (read {} of at most {limit}); \
-                 rows already emitted from it are not emitted again",
+                 ({cause}); reading the whole window again (read {}, {spent} of at most \
+                 {budget} page requests spent); rows already emitted from it are not emitted \
+                 again",
                 reads + 1
             ),
         )?;
@@ -398,13 +439,14 @@ impl<W: Write> Engine<'_, '_, W> {
             let Some(task) = tasks.get_mut(&job.task) else {
                 return false;
             };
-            if !task.seen.insert(key.into()) {
+            let fp = fingerprint(key);
+            if !task.seen.insert(fp) {
                 own_repeats += 1;
                 return false;
             }
             !inherited
                 .iter()
-                .any(|a| tasks.get(a).is_some_and(|t| t.seen.contains(key)))
+                .any(|a| tasks.get(a).is_some_and(|t| t.seen.contains(&fp)))
         };
         let tally = run
             .shaper
@@ -552,14 +594,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_is_read_at_most_twice_its_pages_plus_eight_times() {
-        assert_eq!(max_reads(0), 8);
-        assert_eq!(max_reads(500), 10);
-        assert_eq!(max_reads(1_216), 14);
-        assert_eq!(max_reads(10_000), 48);
+    fn fingerprints_tell_keys_apart_and_repeat_for_the_same_key() {
+        let mut set = KeySet::default();
+        for i in 0..10_000 {
+            assert!(set.insert(fingerprint(&format!("\"{i:08}\""))));
+        }
+        assert!(!set.insert(fingerprint("\"00000042\"")));
+        assert_ne!(fingerprint("\"a\""), fingerprint("\"b\""));
+        assert_eq!(fingerprint("123"), fingerprint("123"));
+    }
+
+    #[test]
+    fn a_window_of_n_pages_gets_n_times_2n_plus_8_page_requests() {
+        assert_eq!(request_budget(0), 10);
+        assert_eq!(request_budget(500), 10);
+        assert_eq!(request_budget(1_216), 42);
+        assert_eq!(request_budget(10_000), 960);
         assert_eq!(
-            max_reads(1_000_000),
-            48,
+            request_budget(1_000_000),
+            960,
             "bounded by the cap, not the count"
         );
     }
