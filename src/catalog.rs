@@ -171,11 +171,13 @@ pub fn parse_airbyte(value: &Value) -> Result<Selection, String> {
         .and_then(|s| s.as_array())
         .ok_or("expected an object with a \"streams\" array (a ConfiguredAirbyteCatalog)")?;
     let mut selection = Selection::default();
+    let mut seen = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let name = entry
             .pointer("/stream/name")
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}].stream.name is missing"))?;
+        listed_once(&mut seen, name, i)?;
         let sync_mode = entry
             .get("sync_mode")
             .and_then(|m| m.as_str())
@@ -223,12 +225,14 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         .and_then(|s| s.as_array())
         .ok_or("expected an object with a \"streams\" array (a Singer catalog from --discover)")?;
     let mut selection = Selection::default();
+    let mut seen = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let name = entry
             .get("tap_stream_id")
             .or_else(|| entry.get("stream"))
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
+        listed_once(&mut seen, name, i)?;
         let metadata = metadata_map(entry);
         let stream_md = metadata
             .iter()
@@ -297,6 +301,22 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         });
     }
     Ok(selection)
+}
+
+/// A stream listed twice would be read twice (every row duplicated) or with two
+/// conflicting settings: the catalog is rejected instead.
+fn listed_once<'a>(
+    seen: &mut Vec<(&'a str, usize)>,
+    name: &'a str,
+    i: usize,
+) -> Result<(), String> {
+    if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+        return Err(format!(
+            "streams[{i}]: stream '{name}' is listed twice (also streams[{first}]); list each stream once"
+        ));
+    }
+    seen.push((name, i));
+    Ok(())
 }
 
 fn metadata_map(entry: &Value) -> Vec<(Vec<String>, Map<String, Value>)> {
@@ -438,6 +458,16 @@ mod tests {
         let sel = parse_singer(&cat).unwrap();
         assert_eq!(sel.streams[0].spec.name, "messages_outbound");
         assert!(!sel.streams[0].incremental);
+    }
+
+    #[test]
+    fn a_stream_listed_twice_is_rejected_in_both_catalog_kinds() {
+        let entry = json!({"stream": {"name": "bounces"}, "sync_mode": "incremental"});
+        let err = parse_airbyte(&json!({"streams": [entry.clone(), entry]})).unwrap_err();
+        assert!(err.contains("'bounces' is listed twice"), "{err}");
+        let s = json!({"tap_stream_id": "templates", "stream": "templates", "schema": {}});
+        let err = parse_singer(&json!({"streams": [s.clone(), s]})).unwrap_err();
+        assert!(err.contains("'templates' is listed twice"), "{err}");
     }
 
     #[test]

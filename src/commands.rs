@@ -58,19 +58,58 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
         path: "/server",
         query: Vec::new(),
     };
-    let mut retries = Vec::new();
-    let result = client.get(
-        &request,
-        "checking the connection (GET /server)",
-        &mut |m| retries.push(m),
-    );
-    for m in retries {
-        out.log(Level::Warn, &m)?;
+    let context = "checking the connection (GET /server)";
+    // Each retry is logged as it happens, before its wait starts.
+    let mut log_error = None;
+    let result = client.get(&request, context, &mut |m| {
+        if let Err(e) = out.log(Level::Warn, &m) {
+            log_error.get_or_insert(e);
+        }
+    });
+    if let Some(e) = log_error {
+        return Err(e);
     }
-    match result {
-        Ok(_) => out.connection_status(Ok(())),
+    match result.and_then(|body| server_object(&body, context)) {
+        Ok(()) => out.connection_status(Ok(())),
         Err(e) if e.is_user_fixable() => out.connection_status(Err(e.to_string())),
         Err(e) => Err(e),
+    }
+}
+
+/// `check` passes only if `/server` answered with a Postmark server object (`ID` and
+/// `Name`), not any 200: a landing page or a proxy's `{}` means `base_url` is wrong. The
+/// body itself is never quoted: it lists the server's API tokens.
+fn server_object(body: &str, context: &str) -> Result<(), Error> {
+    let not_postmark = |what: &str| {
+        Error::input(
+            "config 'base_url'",
+            format!(
+                "{context} answered HTTP 200 with {what} instead of a Postmark server object \
+                 (with \"ID\" and \"Name\"); set 'base_url' to the Postmark API \
+                 (default https://api.postmarkapp.com)"
+            ),
+        )
+    };
+    let value: Value = serde_json::from_str(body).map_err(|_| {
+        let start = body.trim_start();
+        if start.starts_with('<') {
+            not_postmark("an HTML or XML page")
+        } else if start.is_empty() {
+            not_postmark("an empty body")
+        } else {
+            not_postmark("a body that is not JSON")
+        }
+    })?;
+    let ok = value.get("ID").is_some_and(Value::is_u64)
+        && value.get("Name").is_some_and(Value::is_string);
+    if ok {
+        Ok(())
+    } else if value.is_object() {
+        Err(not_postmark(
+            "a JSON object without a numeric \"ID\" and a \"Name\"",
+        ))
+    } else {
+        Err(not_postmark("JSON that is not an object"))
     }
 }
 
@@ -127,7 +166,7 @@ pub fn read<W: Write>(
             )?;
         }
     }
-    let plan = ReadPlan {
+    let mut plan = ReadPlan {
         config,
         streams: selection.streams,
         unknown_streams: if inputs.singer {
@@ -140,8 +179,37 @@ pub fn read<W: Write>(
         retry_base: rt.retry_base,
         progress_every: rt.progress_every,
     };
+    check_state(&mut plan, inputs.state, out)?;
     let outcome = sync::run(&plan, out)?;
     Ok(outcome.failed)
+}
+
+/// State sanity (see [`state::sanitize`]): future cursors are a config error, late ones
+/// are reset and ancient ones start at the retention edge, each with a warning.
+fn check_state<W: Write>(
+    plan: &mut ReadPlan,
+    path: Option<&Path>,
+    out: &mut Emitter<W>,
+) -> Result<(), Error> {
+    let floor = plan
+        .config
+        .start_date
+        .unwrap_or(plan.now - chrono::Duration::days(config::MAX_RETENTION_DAYS));
+    let end = plan.range_end();
+    let read: Vec<&str> = plan
+        .streams
+        .iter()
+        .filter(|s| s.incremental)
+        .map(|s| s.spec.name)
+        .collect();
+    let warnings = state::sanitize(&mut plan.state, &read, plan.now, end, floor).map_err(|m| {
+        let what = path.map_or("state".to_string(), |p| format!("state '{}'", p.display()));
+        Error::input(what, m)
+    })?;
+    for w in warnings {
+        out.log(Level::Warn, &w)?;
+    }
+    Ok(())
 }
 
 pub fn about<W: Write>(json_format: bool, out: &mut Emitter<W>) -> Result<(), Error> {

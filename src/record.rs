@@ -112,11 +112,55 @@ pub fn oldest_cursor(records: &[&RawValue], field: &str) -> Option<(DateTime<Utc
     oldest.map(|o| (o, rows))
 }
 
+/// Records more than this far outside their window cannot be explained by a time zone:
+/// the server ignored the date filter.
+const DAYS_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::hours(27);
+
+/// Of the `records` with a readable `field`: how many there are, and how many lie within
+/// `slack` of `window`. A page none of whose rows is near its window contradicts its query.
+pub fn rows_near_window(
+    records: &[&RawValue],
+    field: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    slack: chrono::TimeDelta,
+) -> (u64, u64) {
+    let (mut rows, mut near) = (0, 0);
+    for raw in records {
+        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+            continue;
+        };
+        let t = obj
+            .0
+            .iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| normalise_datetime(v.get()));
+        if let Some(t) = t {
+            rows += 1;
+            if t >= window.0 - slack && t < window.1 + slack {
+                near += 1;
+            }
+        }
+    }
+    (rows, near)
+}
+
 /// How records of one stream are rewritten.
 pub struct Shaper {
     datetime_fields: Vec<String>,
     cursor_field: Option<String>,
     excluded: Vec<String>,
+    /// Records without a value (or with `null`) here are not emitted.
+    primary_key: Option<String>,
+}
+
+/// What a page's query asked for, to check its records against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'q> {
+    /// The time window (records outside it are dropped when the stream has a cursor field).
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `(field, value)`: the filter the query sent, echoed in every record
+    /// (`MessageStream`). Records with another value are not emitted here.
+    pub partition: Option<(&'q str, &'q str)>,
 }
 
 /// What happened to one page's records.
@@ -128,8 +172,16 @@ pub struct PageTally {
     /// Records more than [`FAR_OUTSIDE`] outside their window: a sign Postmark reads the date
     /// filter in another time zone than US Eastern.
     pub far_outside: u64,
+    /// Records more than [`DAYS_OUTSIDE`] outside their window: the date filter was ignored.
+    pub days_outside: u64,
     /// Records whose cursor was missing or unreadable (emitted, never dropped).
     pub no_cursor: u64,
+    /// Records without their primary key (not emitted).
+    pub keyless: u64,
+    /// Records whose key was already seen by this window (not emitted again).
+    pub repeated: u64,
+    /// Records of another partition than the one filtered on (not emitted here).
+    pub other_partition: u64,
 }
 
 impl Shaper {
@@ -142,7 +194,14 @@ impl Shaper {
             datetime_fields,
             cursor_field: cursor_field.map(str::to_string),
             excluded,
+            primary_key: None,
         }
+    }
+
+    /// Records without a value for `key` are counted and not emitted.
+    pub fn with_primary_key(mut self, key: &str) -> Shaper {
+        self.primary_key = Some(key.to_string());
+        self
     }
 
     /// Writes every record of `records` that lies in `window` (when the stream has a cursor
@@ -154,19 +213,68 @@ impl Shaper {
         buf: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<PageTally, ShapeError<E>> {
+        let query = Query {
+            window,
+            partition: None,
+        };
+        self.shape_checked(records, query, buf, &mut |_| true, emit)
+    }
+
+    /// Like [`Shaper::shape_page`], checking each record against its query: a record
+    /// without its primary key, of another partition, or whose key `is_new` says was seen
+    /// already (the raw JSON of the key is passed; every keyed record is offered, even one
+    /// outside the window) is counted and not emitted.
+    pub fn shape_checked<E>(
+        &self,
+        records: &[&RawValue],
+        query: Query,
+        buf: &mut Vec<u8>,
+        is_new: &mut dyn FnMut(&str) -> bool,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<PageTally, ShapeError<E>> {
         let mut tally = PageTally::default();
         for raw in records {
             let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
             })?;
             buf.clear();
-            let cursor = self.write_record(&obj, has_line_break(raw.get()), buf);
-            if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
-                match cursor {
+            let fields = self.write_record(
+                &obj,
+                query.partition.map(|p| p.0),
+                has_line_break(raw.get()),
+                buf,
+            );
+            if self.primary_key.is_some() {
+                match fields.key {
+                    None => {
+                        tally.keyless += 1;
+                        continue;
+                    }
+                    Some(k) if !is_new(k) => {
+                        tally.repeated += 1;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((_, want)) = query.partition {
+                let got = fields
+                    .partition
+                    .and_then(|v| serde_json::from_str::<&str>(v).ok());
+                if got.is_some_and(|g| g != want) {
+                    tally.other_partition += 1;
+                    continue;
+                }
+            }
+            if let (Some((start, end)), Some(_)) = (query.window, &self.cursor_field) {
+                match fields.cursor {
                     Some(t) if t < start || t >= end => {
                         tally.outside_window += 1;
                         if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
                             tally.far_outside += 1;
+                        }
+                        if t < start - DAYS_OUTSIDE || t >= end + DAYS_OUTSIDE {
+                            tally.days_outside += 1;
                         }
                         continue;
                     }
@@ -180,18 +288,25 @@ impl Shaper {
         Ok(tally)
     }
 
-    /// Serializes one record into `buf`; returns the cursor instant when there is one.
+    /// Serializes one record into `buf`; returns the fields its checks need.
     /// `multiline`: the record's text holds line breaks, which values must not carry over.
-    fn write_record(
+    fn write_record<'a>(
         &self,
-        obj: &RawObject,
+        obj: &RawObject<'a>,
+        partition_field: Option<&str>,
         multiline: bool,
         buf: &mut Vec<u8>,
-    ) -> Option<DateTime<Utc>> {
+    ) -> Fields<'a> {
         let mut cursor = None;
+        let mut fields = Fields::default();
         buf.push(b'{');
         let mut first = true;
         for (key, value) in &obj.0 {
+            if self.primary_key.as_deref() == Some(key) && value.get() != "null" {
+                fields.key = Some(value.get());
+            } else if partition_field == Some(key) {
+                fields.partition = Some(value.get());
+            }
             if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
                 continue;
             }
@@ -216,7 +331,8 @@ impl Shaper {
             }
         }
         buf.push(b'}');
-        cursor
+        fields.cursor = cursor;
+        fields
     }
 }
 
@@ -233,6 +349,14 @@ fn copy_value(raw: &str, multiline: bool, buf: &mut Vec<u8>) {
     } else {
         buf.extend_from_slice(raw.as_bytes());
     }
+}
+
+/// What [`Shaper::write_record`] noticed in a record (raw JSON values).
+#[derive(Default)]
+struct Fields<'a> {
+    cursor: Option<DateTime<Utc>>,
+    key: Option<&'a str>,
+    partition: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -348,6 +472,67 @@ mod tests {
         assert_eq!(ids, vec!["start", "nocursor"]);
         assert_eq!(tally.outside_window, 2);
         assert_eq!(tally.no_cursor, 1);
+    }
+
+    #[test]
+    fn keyless_repeated_and_other_partition_records_are_counted_not_emitted() {
+        let body = r#"{"Messages":[
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":null,"MessageStream":"outbound"},
+            {"MessageStream":"outbound"},
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":"b","MessageStream":"broadcast"},
+            {"MessageID":"c","MessageStream":"outbound"}]}"#;
+        let page = parse_page(body, "Messages").unwrap();
+        let shaper = Shaper::new(vec![], None, vec![]).with_primary_key("MessageID");
+        let query = Query {
+            window: None,
+            partition: Some(("MessageStream", "outbound")),
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut offered = Vec::new();
+        let mut out = Vec::new();
+        let tally = shaper
+            .shape_checked::<()>(
+                &page.records,
+                query,
+                &mut Vec::new(),
+                &mut |k| {
+                    offered.push(k.to_string());
+                    seen.insert(k.to_string())
+                },
+                &mut |line| {
+                    out.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
+                    Ok(())
+                },
+            )
+            .map_err(|_| ())
+            .unwrap();
+        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].clone()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(
+            (
+                tally.emitted,
+                tally.keyless,
+                tally.repeated,
+                tally.other_partition
+            ),
+            (2, 2, 1, 1)
+        );
+        // Every keyed record is offered as raw JSON, even one of another partition.
+        assert_eq!(offered, vec!["\"a\"", "\"a\"", "\"b\"", "\"c\""]);
+    }
+
+    #[test]
+    fn records_days_outside_their_window_are_told_apart_from_a_time_zone() {
+        let body = r#"{"Messages":[
+            {"MessageID":"zone","ReceivedAt":"2026-01-01T05:00:00Z"},
+            {"MessageID":"ignored","ReceivedAt":"2025-12-01T00:00:00Z"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let window = Some((at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z")));
+        let (out, tally) = shape(body, &shaper, window);
+        assert!(out.is_empty());
+        assert_eq!((tally.far_outside, tally.days_outside), (2, 1));
     }
 
     #[test]

@@ -200,6 +200,57 @@ fn parse_stream_state(
     }))
 }
 
+/// Cursors a sync cannot take as they are. A cursor after the sync's start (`now`) was
+/// written by a wrong clock or edited by hand: trusting it would read nothing and hand it
+/// back for good, so it is rejected. One between the sync's end and its start (a larger
+/// `window_lag_seconds`, a small clock step) is reset to the sync's end with a warning:
+/// nothing before it is lost. One older than `floor` (the start date, or the longest
+/// Postmark retention) is kept, but the read starts at `floor`: that is warned about.
+/// Only the streams in `read` (read incrementally) are checked. Returns the warnings.
+pub fn sanitize(
+    state: &mut InputState,
+    read: &[&str],
+    now: DateTime<Utc>,
+    end: DateTime<Utc>,
+    floor: DateTime<Utc>,
+) -> Result<Vec<String>, String> {
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut warnings = Vec::new();
+    for (name, cursor) in state.cursors.iter_mut() {
+        if !read.contains(&name.as_str()) {
+            continue;
+        }
+        let at = cursor.synced_until;
+        if at > now {
+            return Err(format!(
+                "stream '{name}': 'synced_until' {} is in the future (this sync starts at {}); \
+                 the state was written with a wrong clock or edited; reset the stream or fix the state",
+                fmt(at),
+                fmt(now)
+            ));
+        }
+        if at > end {
+            warnings.push(format!(
+                "stream '{name}': 'synced_until' {} is after this sync's end {} \
+                 (window_lag_seconds before its start); continuing from {}",
+                fmt(at),
+                fmt(end),
+                fmt(end)
+            ));
+            cursor.synced_until = end;
+        } else if at < floor {
+            warnings.push(format!(
+                "stream '{name}': 'synced_until' {} is older than {} (the start date or the \
+                 longest Postmark retention); reading from {}: Postmark holds nothing older",
+                fmt(at),
+                fmt(floor),
+                fmt(floor)
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +299,25 @@ mod tests {
         assert!(err.contains("PER_STREAM"), "{err}");
         let err = parse(&json!({"bookmarks": {"bounces": 5}})).unwrap_err();
         assert!(err.contains("'bounces'"), "{err}");
+    }
+
+    #[test]
+    fn future_cursors_are_rejected_late_ones_reset_and_ancient_ones_warned() {
+        let now = at("2026-11-20T12:00:00Z");
+        let end = at("2026-11-20T11:55:00Z");
+        let floor = at("2025-11-20T12:00:00Z");
+        let mut s =
+            parse(&json!({"bookmarks": {"bounces": {"synced_until": "2027-01-01T00:00:00Z"}}}))
+                .unwrap();
+        let err = sanitize(&mut s, &["bounces", "messages_inbound"], now, end, floor).unwrap_err();
+        assert!(err.contains("'bounces'") && err.contains("future"), "{err}");
+        let mut s = parse(&json!({"bookmarks": {
+            "bounces": {"synced_until": "2026-11-20T11:58:00Z"},
+            "messages_inbound": {"synced_until": "2020-01-01T00:00:00Z"}}}))
+        .unwrap();
+        let w = sanitize(&mut s, &["bounces", "messages_inbound"], now, end, floor).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(s.cursors["bounces"].synced_until, end);
     }
 
     #[test]

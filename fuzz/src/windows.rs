@@ -346,7 +346,8 @@ fn check_offsets(u: &mut Unstructured) -> Result<()> {
 }
 
 fn check_range(u: &mut Unstructured, now: i64) -> Result<()> {
-    let mut config = Config::with_token("fuzz-token", "https://api.postmarkapp.com");
+    let mut config = Config::with_token("fuzz-token", "https://api.postmarkapp.com")
+        .expect("the default base_url is valid");
     config.window_lag = Duration::seconds(u.int_in_range(0..=86_400)?);
     config.lookback = Duration::hours(u.int_in_range(0..=720)?);
     config.start_date = if u.arbitrary::<bool>()? {

@@ -23,8 +23,8 @@ mod validate;
 
 pub use spec::connection_specification;
 #[cfg(test)]
-use validate::{check_base_url, check_start_date};
-use validate::{finish, schema_problems};
+use validate::check_start_date;
+use validate::{check_base_url, finish, schema_problems};
 
 /// A token. Its `Debug` and `Display` print `***`; only the HTTP client reads it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -180,9 +180,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config for tests and embedding: defaults everywhere.
-    pub fn with_token(token: &str, base_url: &str) -> Config {
-        Config {
+    /// A config for tests and embedding: defaults everywhere. `base_url` goes through the
+    /// same checks as a config file's (no way around the https/loopback rule).
+    pub fn with_token(token: &str, base_url: &str) -> Result<Config, String> {
+        let mut warnings = Vec::new();
+        let token = validate::check_token(token, &mut warnings)?;
+        Ok(Config {
             server_token: Secret::new(token),
             start_date: None,
             lookback: Duration::hours(i64::from(default_lookback_hours())),
@@ -192,8 +195,8 @@ impl Config {
             fail_on_unreachable_rows: false,
             request_timeout: StdDuration::from_secs(u64::from(default_request_timeout_seconds())),
             max_retries: default_max_retries(),
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+            base_url: check_base_url(base_url)?,
+        })
     }
 }
 
@@ -251,11 +254,21 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
         return Err(problems.join("; "));
     }
     let raw: ConfigSpec = serde_json::from_value(instance).map_err(|e| e.to_string())?;
-    let config = finish(raw, now)?;
+    let config = finish(raw, now, &mut warnings)?;
+    crate::error::register_secret(config.server_token.expose());
     Ok((config, warnings))
 }
 
 fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+    for key in [
+        AIRBYTE_SERVER_TOKEN_KEY,
+        AIRBYTE_ACCOUNT_TOKEN_KEY,
+        "server_token",
+    ] {
+        if let Some(secret) = map.get(key).and_then(|v| v.as_str()) {
+            crate::error::register_secret(secret.trim());
+        }
+    }
     if let Some(token) = map.remove(AIRBYTE_SERVER_TOKEN_KEY) {
         if !map.contains_key("server_token") {
             map.insert("server_token".into(), token);
@@ -339,6 +352,51 @@ mod tests {
         assert!(check_base_url("ftp://x").is_err());
         assert_eq!(
             check_base_url("https://api.postmarkapp.com/").unwrap(),
+            "https://api.postmarkapp.com"
+        );
+    }
+
+    #[test]
+    fn an_embedded_config_cannot_skip_the_base_url_checks() {
+        assert!(Config::with_token("t0ken", "http://evil.example").is_err());
+        assert!(Config::with_token("t0ken", "http://evil.example?@127.0.0.1").is_err());
+        let c = Config::with_token("t0ken\n", "http://127.0.0.1:9/").unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.server_token.expose(), "t0ken");
+    }
+
+    #[test]
+    fn base_url_tricks_that_hide_another_host_are_rejected_by_the_parser_itself() {
+        for (url, why) in [
+            ("http://evil.example?@127.0.0.1", "has a query"),
+            ("http://evil.example#@127.0.0.1", "has a fragment"),
+            ("http://127.0.0.1@evil.example", "has user information"),
+            ("http://user:pw@127.0.0.1:8", "has user information"),
+            ("http://[::1]evil.example", "malformed host"),
+            ("http://[::1]:8evil", "invalid port"),
+            ("http://127.0.0.1:99999", "invalid port"),
+            ("http://evil.example\\@127.0.0.1", "has user information"),
+            (
+                "http://localhost.evil.example",
+                "plain http for a non-loopback host",
+            ),
+            (
+                "http://[::ffff:127.0.0.1]",
+                "plain http for a non-loopback host",
+            ),
+            ("HTTP://evil.example", "plain http for a non-loopback host"),
+            ("http:// 127.0.0.1", "whitespace"),
+            ("javascript:alert(1)", "base_url"),
+        ] {
+            let err = check_base_url(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+        assert_eq!(
+            check_base_url("http://127.0.0.2:8080/proxy/").unwrap(),
+            "http://127.0.0.2:8080/proxy"
+        );
+        assert_eq!(
+            check_base_url("HTTPS://API.postmarkapp.com").unwrap(),
             "https://api.postmarkapp.com"
         );
     }

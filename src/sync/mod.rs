@@ -11,9 +11,11 @@
 //! pages ──► record::Shaper ──► RECORD lines;  completed windows ──► Progress ──► STATE
 //! ```
 //!
-//! Exactly-once comes from partitioning, not from remembering keys: message streams are
-//! disjoint, windows are half-open `[start, end)` with out-of-window records dropped, and
-//! filter splits use disjoint values.
+//! Exactly-once comes from partitioning plus one bounded key set per window: message
+//! streams are disjoint, windows are half-open `[start, end)` with out-of-window records
+//! dropped, filter splits use disjoint values, and a window remembers the keys it returned
+//! (at most 10,000, freed when it completes) so that re-reading it after it changed emits
+//! nothing twice. No key is remembered across windows.
 
 mod engine;
 pub mod progress;

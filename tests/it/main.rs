@@ -4,11 +4,17 @@
 mod support;
 
 mod check;
+mod corpus;
 mod errors;
 mod golden;
+mod hostile;
+mod hostile_http;
+mod late_rows;
 mod meltano;
 mod pyairbyte;
 mod read;
 mod resilience;
+mod secrets;
 mod singer;
+mod state_sanity;
 mod windows;

@@ -94,6 +94,20 @@ impl Fake {
             .collect()
     }
 
+    /// Like [`Fake::truth`] over `default_range`, with extra truth parameters
+    /// (`&keyed=true`: leave out records the fake renders without their key).
+    pub fn truth_with(&self, stream: &str, extra: &str) -> Vec<String> {
+        let (f, t) = default_range();
+        self.control(
+            "GET",
+            &format!("/__fake/truth?stream={stream}&from={f}&to={t}{extra}"),
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+    }
+
     pub fn stats(&self) -> Value {
         serde_json::from_str(&self.control("GET", "/__fake/stats")).expect("stats JSON")
     }

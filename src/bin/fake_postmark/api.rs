@@ -7,10 +7,11 @@
 use crate::bounces::{self as bounce_records, BOUNCE_TYPES};
 use crate::catalog::{self, stream_index, S_INBOUND, S_OUTBOUND};
 use crate::eastern::{parse_filter, DateFilter, Zone};
+use crate::hostile_paging;
 use crate::http::{Head, Request};
 use crate::json;
 use crate::records::{self, INBOUND_STATUS, OUTBOUND_STATUS};
-use crate::store::{Dataset, Query, Rec};
+use crate::store::{Dataset, Rec};
 use crate::App;
 
 pub const MAX_COUNT: usize = 500;
@@ -185,6 +186,12 @@ struct Search<'a> {
     page: (usize, usize),
     code: u32,
     items_key: &'static str,
+    /// Primary key field (for --keyless-every).
+    key: &'static str,
+    /// `/messages/*` (for --ignore-date-filter).
+    messages: bool,
+    /// Kind of rows added by --late-rows.
+    new_kind: fn(u64) -> u8,
 }
 
 /// Shared search flow: validate, query the index, write the envelope.
@@ -195,20 +202,20 @@ fn search(
     s: Search,
     render: impl Fn(&mut Vec<u8>, usize, &Rec),
 ) -> Result<(), Invalid> {
-    let (total, page, stream) = match (window(req, app.cfg.zone, s.code)?, s.stream) {
-        (Some((from, to)), Some(stream)) => {
-            let (offset, count) = s.page;
-            let (total, page) = s.data.search(&Query {
-                stream,
-                from,
-                to,
-                kind: s.kind,
-                offset,
-                count,
-            });
-            (total, page, stream)
-        }
-        _ => (0, Vec::new(), 0),
+    let hostile = &app.cfg.hostile;
+    let (total, page) = match (window(req, app.cfg.zone, s.code)?, s.stream) {
+        (Some(bounds), Some(stream)) => hostile_paging::search(
+            hostile,
+            &app.hostile,
+            s.data,
+            stream,
+            bounds,
+            s.kind,
+            s.page,
+            s.messages,
+            s.new_kind,
+        ),
+        _ => (0, Vec::new()),
     };
     let total = if app.cfg.cap_total_count {
         total.min(MAX_WINDOW)
@@ -221,11 +228,18 @@ fn search(
     out.extend_from_slice(b",\"");
     out.extend_from_slice(s.items_key.as_bytes());
     out.extend_from_slice(b"\":[");
-    for (i, r) in page.iter().enumerate() {
+    let mut one = Vec::new();
+    for (i, (stream, r)) in page.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        render(out, stream, r);
+        if hostile_paging::keyless(hostile, r) {
+            one.clear();
+            render(&mut one, *stream, r);
+            hostile_paging::null_key(out, &one, s.key);
+        } else {
+            render(out, *stream, r);
+        }
     }
     out.extend_from_slice(b"]}");
     Ok(())
@@ -253,6 +267,9 @@ fn outbound(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> 
         page,
         code: CODE_MESSAGES,
         items_key: "Messages",
+        key: "MessageID",
+        messages: true,
+        new_kind: crate::gen::pick_status,
     };
     search(app, req, out, s, records::outbound)
 }
@@ -267,6 +284,9 @@ fn inbound(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         page,
         code: CODE_MESSAGES,
         items_key: "InboundMessages",
+        key: "MessageID",
+        messages: true,
+        new_kind: crate::gen::pick_inbound_status,
     };
     search(app, req, out, s, |o, _, r| records::inbound(o, r))
 }
@@ -282,6 +302,9 @@ fn bounces(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         page,
         code: CODE_BOUNCES,
         items_key: "Bounces",
+        key: "ID",
+        messages: false,
+        new_kind: crate::bounces::pick_bounce_type,
     };
     search(app, req, out, s, bounce_records::bounce)
 }
@@ -327,6 +350,7 @@ fn streams(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         filter,
         archived,
     );
+    hostile_paging::patch_streams(&app.cfg.hostile, out);
     Ok(())
 }
 

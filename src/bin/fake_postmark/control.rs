@@ -86,7 +86,11 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
     }
     let r = match route.as_str() {
         "/__fake/truth" => truth(app, req, out),
-        "/__fake/stats" => Ok(reply(out, app.ctl.stats_json())),
+        "/__fake/stats" => {
+            let mut stats = app.ctl.stats_json();
+            stats["hostile"] = app.hostile.stats();
+            Ok(reply(out, stats))
+        }
         "/__fake/requests" => {
             app.ctl.write_log(out);
             Ok(Outcome::Respond(Head::new(200, "application/x-ndjson")))
@@ -130,6 +134,10 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         }
         _ => return Err(format!("unknown stream '{stream}'")),
     };
+    // `keyed=true`: leave out records --keyless-every renders without their key.
+    let keyed = req.param("keyed") == Some("true");
+    let flags = app.cfg.hostile.clone();
+    let keep = move |r: &Rec| !(keyed && crate::hostile_paging::keyless(&flags, r));
     let g = data.read();
     let ranges: Vec<(usize, usize)> = g
         .streams
@@ -149,14 +157,18 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         .iter()
         .enumerate()
         .map(|(s, &(lo, hi))| match kind {
-            2 => g.streams[s][lo..hi].iter().map(key_len).sum(),
-            _ => (hi - lo) as u64 * 37,
+            2 => g.streams[s][lo..hi]
+                .iter()
+                .filter(|r| keep(r))
+                .map(key_len)
+                .sum(),
+            _ => g.streams[s][lo..hi].iter().filter(|r| keep(r)).count() as u64 * 37,
         })
         .sum();
     let writer = move |w: &mut dyn Write| -> io::Result<()> {
         let mut buf = Vec::with_capacity(64 * 1024);
         for (s, &(lo, hi)) in ranges.iter().enumerate() {
-            for r in &g.streams[s][lo..hi] {
+            for r in g.streams[s][lo..hi].iter().filter(|r| keep(r)) {
                 match kind {
                     2 => j::uint(&mut buf, bounce_id(r)),
                     k => message_id_raw(&mut buf, r.id, k == 1),

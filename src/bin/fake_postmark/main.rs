@@ -15,6 +15,8 @@ mod control;
 mod e2e_tests;
 mod eastern;
 mod gen;
+mod hostile_http;
+mod hostile_paging;
 mod http;
 mod json;
 mod records;
@@ -104,6 +106,10 @@ pub struct Cli {
     /// Log each request to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    pub hostile: hostile_paging::HostileFlags,
+    #[command(flatten)]
+    pub hostile_http: hostile_http::Hostile,
 }
 
 /// Shared state of the running fake.
@@ -118,6 +124,7 @@ pub struct App {
     pub ctl: Control,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
+    pub hostile: hostile_paging::Hostile,
 }
 
 impl App {
@@ -163,6 +170,7 @@ impl App {
             inbound: Dataset::new(inbound),
             bounces: Dataset::new(bounces),
             ctl: Control::default(),
+            hostile: hostile_paging::Hostile::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::control::{self, Outcome};
+use crate::hostile_http;
 use crate::http::{self, ReadError, Request};
 use crate::stats::fault_reply;
 use crate::App;
@@ -145,8 +146,15 @@ fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> 
     if delay > 0 {
         thread::sleep(Duration::from_millis(delay));
     }
-    match fault {
-        Some(f) if f.status != 200 => Outcome::Respond(fault_reply(&f, out)),
-        _ => Outcome::Respond(crate::api::handle(app, req, out)),
+    if let Some(o) = hostile_http::before(&app.cfg.hostile_http, req, out) {
+        return o;
+    }
+    let mut head = match fault {
+        Some(f) if f.status != 200 => fault_reply(&f, out),
+        _ => crate::api::handle(app, req, out),
+    };
+    match hostile_http::after(&app.cfg.hostile_http, req, &mut head, out) {
+        Some(stalled) => stalled,
+        None => Outcome::Respond(head),
     }
 }

@@ -91,6 +91,20 @@ impl Dataset {
         }
     }
 
+    /// Deletes up to `n` of the newest records of `stream` with time in `[from, to)`;
+    /// returns how many went.
+    pub fn remove_newest(&self, stream: usize, from: i64, to: i64, n: usize) -> usize {
+        let mut g = self.write();
+        let Some(v) = g.streams.get_mut(stream) else {
+            return 0;
+        };
+        let lo = v.partition_point(|r| r.t < from);
+        let hi = v.partition_point(|r| r.t < to).max(lo);
+        let start = hi.saturating_sub(n).max(lo);
+        v.drain(start..hi);
+        hi - start
+    }
+
     /// Inserts new records (ticks, kind) into one stream, keeping the order; ids continue
     /// the dataset's sequence. Returns the number added.
     pub fn insert(&self, stream: usize, items: &[(i64, u8)]) -> usize {

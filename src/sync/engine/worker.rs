@@ -1,6 +1,8 @@
 //! The worker pool: threads that only perform HTTP requests (with retries and the shared
 //! limiter) and hand bodies back to the main thread, plus the query each page needs.
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,17 +30,33 @@ pub(super) enum WorkerMsg {
     Retrying(String),
 }
 
+/// The text of a caught panic.
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Spawns `n` workers. A panic while a worker performs a request is caught and answered as
+/// that job's failure, so the main thread fails the job's stream instead of waiting for it.
+/// `panic_at`: test-only, the worker handling the request with that number (1-based,
+/// counted over all workers) panics.
 pub(super) fn spawn_workers(
     n: usize,
     client: &Arc<Client>,
     jobs: Receiver<Job>,
     results: Sender<WorkerMsg>,
+    panic_at: Option<u64>,
 ) {
     let jobs = Arc::new(Mutex::new(jobs));
+    let started = Arc::new(AtomicU64::new(0));
     for _ in 0..n {
         let jobs = Arc::clone(&jobs);
         let results = results.clone();
         let client = Arc::clone(client);
+        let started = Arc::clone(&started);
         thread::spawn(move || loop {
             let job = {
                 let Ok(rx) = jobs.lock() else { return };
@@ -51,7 +69,19 @@ pub(super) fn spawn_workers(
             let mut on_retry = |m: String| {
                 let _ = retry_tx.send(WorkerMsg::Retrying(m));
             };
-            let result = client.get(&job.request, &job.context, &mut on_retry);
+            let number = started.fetch_add(1, Ordering::SeqCst) + 1;
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                if panic_at == Some(number) {
+                    panic!("test hook: worker panic injected at request {number}");
+                }
+                client.get(&job.request, &job.context, &mut on_retry)
+            }))
+            .unwrap_or_else(|payload| {
+                Err(Error::Internal {
+                    context: job.context.clone(),
+                    detail: format!("a worker thread panicked: {}", panic_message(&*payload)),
+                })
+            });
             let msg = WorkerMsg::Done {
                 id: job.id,
                 result,
