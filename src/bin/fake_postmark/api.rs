@@ -46,6 +46,9 @@ enum Endpoint {
 
 /// Handles one authenticated-or-not API request whose faults/latency were already applied.
 pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
+    if crate::account::is_account_route(&req.route()) {
+        return crate::account::handle(app, req, out);
+    }
     let ep = match req.route().as_str() {
         "/server" => Endpoint::Server,
         "/messages/outbound" => Endpoint::Outbound,
@@ -60,7 +63,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         return error(out, 405, 405, "Method not allowed");
     }
     let server = req.header("x-postmark-server-token");
-    if server != Some(app.cfg.token.as_str()) {
+    if server != Some(app.cfg.token.as_str()) || app.is_revoked() {
         return error(
             out,
             401,
@@ -319,7 +322,9 @@ fn bounces(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         messages: false,
         new_kind: crate::bounces::pick_bounce_type,
     };
-    search(app, req, out, s, bounce_records::bounce)
+    search(app, req, out, s, |o, st, r| {
+        bounce_records::bounce_for(o, st, r, app.server_id)
+    })
 }
 
 fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
@@ -345,7 +350,7 @@ fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid>
         if n > 0 {
             out.push(b',');
         }
-        catalog::template(out, i);
+        catalog::template_at(out, i, catalog::template_id(i) + app.index * 1_000_000);
     }
     out.extend_from_slice(b"]}");
     Ok(())
@@ -357,11 +362,13 @@ fn streams(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
     let filter = kind.filter(|&k| k > 0).map(|k| TYPES[usize::from(k)]);
     let archived =
         param(req, "includearchivedstreams").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    catalog::message_streams(
+    catalog::message_streams_for(
         out,
         app.now / crate::eastern::TICKS_PER_SEC,
         filter,
         archived,
+        app.server_id,
+        &|s| app.has_stream(s),
     );
     hostile_paging::patch_streams(&app.cfg.hostile, out);
     Ok(())

@@ -3,7 +3,9 @@
 //! The stored `kind` byte indexes [`BOUNCE_TYPES`]; everything else is derived from a hash
 //! of the record id, like the message records.
 
-use crate::catalog::{SERVER_ID, STREAMS, S_BROADCAST};
+#[cfg(test)]
+use crate::catalog::SERVER_ID;
+use crate::catalog::{STREAMS, S_BROADCAST};
 use crate::gen::mix;
 use crate::json::{self, boolean, string, uint};
 use crate::records::{email, subject};
@@ -79,7 +81,13 @@ pub fn bounce_inactive(r: &Rec) -> bool {
 }
 
 /// One `/bounces` record.
+#[cfg(test)]
 pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
+    bounce_for(out, stream, r, SERVER_ID);
+}
+
+/// [`bounce`] of the server with ID `server_id`.
+pub fn bounce_for(out: &mut Vec<u8>, stream: usize, r: &Rec, server_id: u64) {
     let h = mix(r.id ^ SALT_BOUNCE);
     let (ty, code, name, desc) = BOUNCE_TYPES[usize::from(r.kind) % BOUNCE_TYPES.len()];
     out.extend_from_slice(b"{\"ID\":");
@@ -98,7 +106,7 @@ pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"MessageID\":");
     json::uuid(out, mix(h ^ 0xb0), mix(h ^ 0xb1));
     out.extend_from_slice(b",\"ServerID\":");
-    uint(out, SERVER_ID);
+    uint(out, server_id);
     out.extend_from_slice(b",\"MessageStream\":");
     string(out, STREAMS[stream].id, false);
     out.extend_from_slice(b",\"Description\":");

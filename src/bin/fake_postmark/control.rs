@@ -1,5 +1,7 @@
 //! The unauthenticated `/__fake/*` test-control endpoints: truth listing, stats, request
-//! log, scripted faults, arrivals, reset and shutdown.
+//! log, scripted faults, arrivals, revoke (`POST /__fake/revoke?server=ID`: that server's
+//! token answers 401 from then on), add-server (`POST /__fake/add-server`), reset and
+//! shutdown. `server=ID` picks the server of the account a request is for.
 //!
 //! Control requests are not API requests: they are not counted, logged, delayed or faulted.
 //!
@@ -28,6 +30,11 @@
 //! Date-times are RFC 3339 UTC as the connector writes them: `2026-11-30T12:34:56.123456Z`,
 //! no fraction on a whole second. Event times in the fake are whole microseconds, so the
 //! comparison is exact. `Date` is `YYYY-MM-DD` (Eastern day).
+//!
+//! `&server=ID` selects a server of the account (default: the first server); an unknown ID
+//! is a 400. Account-level streams ignore it: `servers` (key `ID`; records are the
+//! `/servers` objects, `ApiTokens` included), `domains` and `sender_signatures` (key `ID`;
+//! records are the list objects).
 //!
 //! `from`/`to` (half-open `[from, to)`) filter time-based streams by their cursor: messages,
 //! bounces, opens and clicks by their own time; `message_events` by the PARENT message's
@@ -119,7 +126,11 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
     let route = req.route();
     let want = match route.as_str() {
         "/__fake/truth" | "/__fake/stats" | "/__fake/requests" => "GET",
-        "/__fake/faults" | "/__fake/arrive" | "/__fake/reset-stats" | "/__fake/shutdown" => "POST",
+        "/__fake/faults"
+        | "/__fake/arrive"
+        | "/__fake/reset-stats"
+        | "/__fake/shutdown"
+        | "/__fake/revoke" => "POST",
         _ => {
             out.extend_from_slice(b"{\"error\":\"unknown control endpoint\"}");
             return Outcome::Respond(Head::json(404));
@@ -133,8 +144,26 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
         );
         return Outcome::Respond(Head::json(405));
     }
+    // `server=ID` was resolved by the caller; an ID that names no server is an error.
+    if let Some(v) = req.param("server").filter(|v| !v.is_empty()) {
+        let account_level = matches!(
+            req.param("stream"),
+            Some("servers" | "domains" | "sender_signatures")
+        );
+        if !account_level && v.parse::<u64>().ok() != Some(app.server_id) {
+            return bad(out, &format!("unknown server '{v}'"));
+        }
+    }
     let r = match route.as_str() {
         "/__fake/truth" => truth(app, req, out),
+        "/__fake/revoke" => {
+            if req.param("server").is_none() {
+                Err("'server' (a server ID) is required".to_string())
+            } else {
+                app.revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(reply(out, json!({ "revoked": app.server_id })))
+            }
+        }
         "/__fake/stats" => {
             let mut stats = app.ctl.stats_json();
             stats["hostile"] = app.hostile.stats();
@@ -176,13 +205,17 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         "bounces" => (&app.bounces, 2),
         "templates" => {
             for i in 0..app.cfg.templates {
-                j::uint(out, template_id(i));
+                j::uint(out, template_id(i) + app.index * 1_000_000);
                 out.push(b'\n');
             }
             return Ok(Outcome::Respond(Head::new(200, TEXT)));
         }
         "message_streams" => {
-            for s in &STREAMS {
+            for (_, s) in STREAMS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| app.has_stream(*i))
+            {
                 out.extend_from_slice(s.id.as_bytes());
                 out.push(b'\n');
             }
@@ -247,6 +280,19 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         w.write_all(&buf)
     };
     Ok(Outcome::Stream(Head::new(200, TEXT), len, Box::new(writer)))
+}
+
+/// `POST /__fake/add-server`: one more server in the account (on the first server).
+pub fn add_server<'a>(first: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a> {
+    if req.method != "POST" {
+        out.extend_from_slice(b"{\"error\":\"use POST\"}");
+        return Outcome::Respond(Head::json(405));
+    }
+    let s = first.add_server();
+    reply(
+        out,
+        json!({ "ID": s.server_id, "Token": s.cfg.token, "index": s.index }),
+    )
 }
 
 fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {

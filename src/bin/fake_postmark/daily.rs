@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::bounces::bounce_tag;
-use crate::catalog::{archived_at, STREAMS, S_BROADCAST, S_INBOUND, S_LEGACY, S_PROMO};
+use crate::catalog::{archived_at, S_BROADCAST, S_INBOUND, S_LEGACY, S_PROMO};
 use crate::eastern::{eastern_offset, DAY, TICKS_PER_SEC};
-use crate::events::{family_index, profile, Ev, BROWSERS, EMAIL_CLIENTS, P_WEBMAIL};
+use crate::events::{family_index, profile, Ev, BROWSERS, EMAIL_CLIENTS};
 use crate::gen::mix;
 use crate::records::{out_hashes, out_tag, out_track_links, out_track_opens};
 use crate::store::Inner;
@@ -200,6 +200,7 @@ impl Daily {
         data_start: i64,
         stats_days: u32,
         seed: u64,
+        no_legacy: bool,
     ) -> Daily {
         let mut m = BTreeMap::new();
         for (s, v) in outbound.streams.iter().enumerate() {
@@ -223,7 +224,9 @@ impl Daily {
         let oldest = today - stats_days as i32;
         for day in oldest..first_data_day {
             for s in [0, S_BROADCAST, S_LEGACY, S_PROMO] {
-                historic(&mut m, s, day, now, seed);
+                if !(no_legacy && s == S_LEGACY) {
+                    historic(&mut m, s, day, now, seed);
+                }
             }
         }
         Daily { map: Mutex::new(m) }
@@ -293,13 +296,11 @@ fn pct(n: u32, p: u64, h: u64) -> u32 {
 /// Synthetic counts for one stream and day before the message window.
 fn historic(m: &mut BTreeMap<Key, Day>, s: usize, day: i32, now: i64, seed: u64) {
     let now_secs = now / TICKS_PER_SEC;
-    let info = &STREAMS[s];
     let created = now_secs - 700 * DAY;
     let day_secs = i64::from(day) * DAY;
     if day_secs < created || archived_at(s, now_secs).is_some_and(|a| day_secs >= a) {
         return;
     }
-    let _ = info;
     let tags: &[u8] = if s == S_BROADCAST || s == S_PROMO {
         &[0, 7, 8, 9]
     } else {
@@ -370,7 +371,6 @@ fn historic(m: &mut BTreeMap<Key, Day>, s: usize, day: i32, now: i64, seed: u64)
         split(d.uclicks, h2 ^ 5, &[90, 10], &mut d.cloc);
         let known = d.uclicks - d.cplat[2];
         split(known, h2 ^ 6, &[35, 15, 10, 10, 30], &mut d.browsers);
-        let _ = P_WEBMAIL;
         m.insert((s as u8, day, tag), d);
     }
 }

@@ -637,3 +637,283 @@ fn arrivals_add_events_and_stats() {
         sent_before.map(|n| n + 7)
     );
 }
+
+fn account(extra: &[&str]) -> std::sync::Arc<App> {
+    let mut args = vec!["fake-postmark", "--now", NOW];
+    args.extend_from_slice(extra);
+    let cli = Cli::parse_from(args);
+    let now = crate::eastern::parse_rfc3339_ticks(NOW).unwrap_or_default();
+    App::account(cli, now)
+}
+
+/// A request routed like the server does: to the server of its token or `server=ID`.
+fn send(
+    acct: &std::sync::Arc<App>,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let h: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let raw = format!("{method} {target} HTTP/1.1\r\n{h}\r\n");
+    let req = read_request(&mut raw.as_bytes())
+        .ok()
+        .flatten()
+        .expect("request parses");
+    let app = acct.target(&req);
+    let mut out = Vec::new();
+    let status = if target.starts_with("/__fake/add-server") {
+        match control::add_server(acct, &req, &mut out) {
+            Outcome::Respond(h) => h.status,
+            _ => 0,
+        }
+    } else if target.starts_with("/__fake/") {
+        match control::handle(&app, &req, &mut out) {
+            Outcome::Respond(h) => h.status,
+            Outcome::Stream(h, _, writer) => {
+                writer(&mut out).expect("writes to a Vec");
+                h.status
+            }
+            _ => 0,
+        }
+    } else {
+        api::handle(&app, &req, &mut out).status
+    };
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out).into_owned()));
+    (status, v)
+}
+
+const ACCT: (&str, &str) = ("X-Postmark-Account-Token", "fake-account-token");
+
+#[test]
+fn account_lists_servers_with_their_own_tokens_and_data() {
+    let a = account(&["--servers", "3", "--outbound", "500"]);
+    let (status, list) = send(&a, "GET", "/servers?count=500&offset=0", &[ACCT]);
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["TotalCount"], 3);
+    let servers = list["Servers"].as_array().cloned().unwrap_or_default();
+    let mut first_ids = HashSet::new();
+    for s in &servers {
+        let token = s["ApiTokens"][0].as_str().unwrap_or_default();
+        let tok = ("X-Postmark-Server-Token", token);
+        let (st, me) = send(&a, "GET", "/server", &[tok]);
+        assert_eq!((st, &me["ID"]), (200, &s["ID"]));
+        let (_, msgs) = send(&a, "GET", "/messages/outbound?count=500", &[tok]);
+        for m in msgs["Messages"].as_array().into_iter().flatten() {
+            assert!(
+                first_ids.insert(m["MessageID"].to_string()),
+                "message IDs differ per server"
+            );
+        }
+        let (_, truth) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=webhooks&server={}", s["ID"]),
+            &[],
+        );
+        let (_, hooks) = send(&a, "GET", "/webhooks", &[tok]);
+        assert_eq!(
+            truth.as_str().map(|t| t.lines().count()),
+            hooks["Webhooks"].as_array().map(Vec::len)
+        );
+        // An account token on a server endpoint (with the server token) is refused.
+        assert_eq!(send(&a, "GET", "/server", &[tok, ACCT]).0, 401);
+    }
+    assert_eq!(servers[0]["ApiTokens"][0], "fake-server-token");
+    let (_, keys) = send(&a, "GET", "/__fake/truth?stream=servers", &[]);
+    assert_eq!(keys.as_str().map(|t| t.lines().count()), Some(3));
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/servers?count=500",
+            &[("X-Postmark-Server-Token", "fake-server-token")]
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        send(&a, "GET", "/servers?count=1&offset=2", &[ACCT]).1["Servers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let (_, named) = send(&a, "GET", "/servers?count=5&name=staging", &[ACCT]);
+    assert_eq!(named["TotalCount"], 1);
+    for (path, key, stream) in [
+        ("/domains", "Domains", "domains"),
+        ("/senders", "SenderSignatures", "sender_signatures"),
+    ] {
+        let (st, v) = send(&a, "GET", &format!("{path}?count=500&offset=0"), &[ACCT]);
+        assert_eq!(st, 200);
+        let (_, t) = send(&a, "GET", &format!("/__fake/truth?stream={stream}"), &[]);
+        assert_eq!(
+            v[key].as_array().map(Vec::len),
+            t.as_str().map(|t| t.lines().count())
+        );
+        assert_eq!(send(&a, "GET", path, &[ACCT]).0, 422, "count required");
+        let id = &v[key][0]["ID"];
+        let (st, d) = send(&a, "GET", &format!("{path}/{id}"), &[ACCT]);
+        assert_eq!((st, &d["ID"]), (200, id));
+        assert!(d["DKIMHost"].is_string() && d["ReturnPathDomainCNAMEValue"].is_string());
+        assert_eq!(send(&a, "GET", &format!("{path}/1"), &[ACCT]).0, 422);
+    }
+}
+
+#[test]
+fn revoked_and_added_servers() {
+    let a = account(&["--servers", "2", "--outbound", "300"]);
+    let second = a.all_servers()[1].clone();
+    let tok = ("X-Postmark-Server-Token", second.cfg.token.as_str());
+    assert_eq!(send(&a, "GET", "/server", &[tok]).0, 200);
+    let (st, _) = send(
+        &a,
+        "POST",
+        &format!("/__fake/revoke?server={}", second.server_id),
+        &[],
+    );
+    assert_eq!(st, 200);
+    let (st, v) = send(&a, "GET", "/server", &[tok]);
+    assert_eq!((st, v["ErrorCode"].as_u64()), (401, Some(10)));
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/server",
+            &[("X-Postmark-Server-Token", "fake-server-token")]
+        )
+        .0,
+        200
+    );
+    let (st, added) = send(&a, "POST", "/__fake/add-server", &[]);
+    assert_eq!(st, 200);
+    let (_, list) = send(&a, "GET", "/servers?count=500", &[ACCT]);
+    assert_eq!(list["TotalCount"], 3);
+    let token = added["Token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        send(
+            &a,
+            "GET",
+            "/messages/outbound?count=1",
+            &[("X-Postmark-Server-Token", &token)]
+        )
+        .0,
+        200
+    );
+    let (st, _) = send(&a, "GET", "/__fake/truth?stream=opens&server=42", &[]);
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn one_platform_scenario_crowds_one_platform_past_10000() {
+    let a = app(&["--scenario", "many-events-one-platform"]);
+    let opens = get(&a, "/messages/outbound/opens?count=1&platform=Mobile");
+    assert!(opens["TotalCount"].as_u64().unwrap_or_default() > 10_000);
+    let clicks = get(&a, "/messages/outbound/clicks?count=1&platform=Desktop");
+    assert!(clicks["TotalCount"].as_u64().unwrap_or_default() > 10_000);
+}
+
+#[test]
+fn each_server_serves_its_own_opens_and_stats_as_its_truth_says() {
+    let a = account(&["--servers", "2", "--outbound", "400"]);
+    let mut seen = HashSet::new();
+    for s in a.all_servers() {
+        let tok = ("X-Postmark-Server-Token", s.cfg.token.as_str());
+        let (_, v) = send(&a, "GET", "/messages/outbound/opens?count=500", &[tok]);
+        let (_, t) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=opens&server={}", s.server_id),
+            &[],
+        );
+        let keys = t.as_str().unwrap_or_default().to_string();
+        assert!(keys.lines().count() as u64 >= v["TotalCount"].as_u64().unwrap_or_default());
+        for o in v["Opens"].as_array().into_iter().flatten() {
+            let id = o["MessageID"].as_str().unwrap_or_default().to_string();
+            assert!(keys.contains(&id));
+            seen.insert((s.server_id, id));
+        }
+        let (_, sends) = send(
+            &a,
+            "GET",
+            "/stats/outbound/sends?messagestream=outbound",
+            &[tok],
+        );
+        let (_, recs) = send(
+            &a,
+            "GET",
+            &format!(
+                "/__fake/truth?stream=stats_outbound_daily&records=1&server={}",
+                s.server_id
+            ),
+            &[],
+        );
+        let truth_sent: u64 = recs
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["MessageStream"] == "outbound")
+            .filter_map(|r| r["Sent"].as_u64())
+            .sum();
+        assert_eq!(sends["Sent"].as_u64(), Some(truth_sent));
+    }
+    let ids: HashSet<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        ids.len(),
+        seen.len(),
+        "no MessageID is shared between servers"
+    );
+}
+
+#[test]
+fn servers_differ_in_their_message_streams() {
+    let a = account(&["--servers", "2", "--outbound", "300"]);
+    let servers = a.all_servers();
+    for (s, has_legacy) in [(&servers[0], true), (&servers[1], false)] {
+        let tok = ("X-Postmark-Server-Token", s.cfg.token.as_str());
+        let (_, list) = send(
+            &a,
+            "GET",
+            "/message-streams?IncludeArchivedStreams=true",
+            &[tok],
+        );
+        let ids: Vec<&str> = list["MessageStreams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["ID"].as_str())
+            .collect();
+        assert_eq!(ids.contains(&"legacy-tx"), has_legacy);
+        let (_, t) = send(
+            &a,
+            "GET",
+            &format!(
+                "/__fake/truth?stream=message_streams&server={}",
+                s.server_id
+            ),
+            &[],
+        );
+        assert_eq!(t.as_str().map(|t| t.lines().count()), Some(ids.len()));
+        let (st, _) = send(
+            &a,
+            "GET",
+            "/message-streams/legacy-tx/suppressions/dump",
+            &[tok],
+        );
+        assert_eq!(st, if has_legacy { 200 } else { 422 });
+        let (_, supp) = send(
+            &a,
+            "GET",
+            &format!("/__fake/truth?stream=suppressions&server={}", s.server_id),
+            &[],
+        );
+        assert_eq!(
+            supp.as_str().is_some_and(|t| t.contains("\"legacy-tx\"")),
+            has_legacy
+        );
+    }
+}

@@ -55,10 +55,10 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid
     match r {
         "/messages/outbound/opens" => search(app, req, out, false),
         "/messages/outbound/clicks" => search(app, req, out, true),
-        "/webhooks" => webhooks(req, out),
+        "/webhooks" => webhooks(app, req, out),
         "/triggers/inboundrules" => {
             let (offset, count) = paging_of(req, CODE_TRIGGERS)?;
-            extras::inbound_rules(out, offset, count, 0);
+            extras::inbound_rules(out, offset, count, app.index);
             Ok(())
         }
         "/deliverystats" => {
@@ -88,13 +88,14 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid
         }
         _ if r.starts_with("/templates/") => {
             let key = segment(req, "/templates/", "");
-            let i = extras::template_lookup(key, app.cfg.templates, 0).ok_or_else(|| {
-                invalid(
-                    CODE_TEMPLATE_NOT_FOUND,
-                    format!("The Template '{key}' could not be found."),
-                )
-            })?;
-            extras::template_detail(out, i, 0, crate::catalog::SERVER_ID);
+            let i =
+                extras::template_lookup(key, app.cfg.templates, app.index).ok_or_else(|| {
+                    invalid(
+                        CODE_TEMPLATE_NOT_FOUND,
+                        format!("The Template '{key}' could not be found."),
+                    )
+                })?;
+            extras::template_detail(out, i, app.index, app.server_id);
             Ok(())
         }
         _ if r.starts_with("/message-streams/") => suppressions(
@@ -207,17 +208,17 @@ fn of_message(
     Ok(())
 }
 
-fn webhooks(req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
+fn webhooks(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
     let stream = match param(req, "messagestream") {
         None => None,
-        Some(name) => Some(stream_index(name).ok_or_else(stream_not_found)?),
+        Some(name) => Some(app.stream_index(name).ok_or_else(stream_not_found)?),
     };
-    extras::webhooks(out, stream, 0);
+    extras::webhooks(out, stream, app.index);
     Ok(())
 }
 
 fn suppressions(app: &App, req: &Request, out: &mut Vec<u8>, stream: &str) -> Result<(), Invalid> {
-    let s = stream_index(stream).ok_or_else(stream_not_found)?;
+    let s = app.stream_index(stream).ok_or_else(stream_not_found)?;
     let code = CODE_STREAM_NOT_FOUND + 1;
     let reason = lookup(req, "suppressionreason", &REASONS, code)?;
     let origin = lookup(req, "origin", &ORIGINS, code)?;

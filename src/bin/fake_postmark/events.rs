@@ -9,6 +9,7 @@
 //! sorted by message (per-message endpoints, details). Event times are whole microseconds
 //! so that the connector's six-digit normalisation is exact.
 
+use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::catalog::{NSTREAMS, STREAMS, S_OUTBOUND};
@@ -304,7 +305,7 @@ pub struct EvData {
     /// Generated events sorted by (message, recipient, time).
     by_msg: Vec<Ev>,
     /// Events added by `/__fake/arrive` (scanned for per-message lookups).
-    arrived: Vec<Ev>,
+    arrived: HashMap<u64, Vec<Ev>>,
 }
 
 /// Opens or clicks of one server.
@@ -333,7 +334,15 @@ fn candidates(out: &Inner, click: bool, only: Option<usize>, before: i64) -> Vec
 
 /// Generates `n` events over all eligible messages plus `extra` on messages of the
 /// `outbound` stream only, each after its message and before `limit`.
-pub fn generate(out: &Inner, n: usize, extra: usize, click: bool, limit: i64, seed: u64) -> Events {
+pub fn generate(
+    out: &Inner,
+    n: usize,
+    extra: (usize, bool),
+    click: bool,
+    limit: i64,
+    seed: u64,
+) -> Events {
+    let (extra, one_platform) = extra;
     let salt = if click { 0xc11c_0000 } else { 0x0be0_0000 };
     let mut evs = Vec::with_capacity(n + extra);
     for (count, only, tag) in [(n, None, 0u64), (extra, Some(S_OUTBOUND), 1 << 40)] {
@@ -344,7 +353,15 @@ pub fn generate(out: &Inner, n: usize, extra: usize, click: bool, limit: i64, se
         for i in 0..count as u64 {
             let hc = mix(seed ^ salt ^ tag ^ i);
             let m = cands[(hc % cands.len() as u64) as usize];
-            evs.push(make_ev(m, mix(hc), None, limit, click));
+            let mut e = make_ev(m, mix(hc), None, limit, click);
+            if one_platform && tag != 0 {
+                // Profile 0 of clicks is Desktop Chrome; profile 1 of opens is Mobile.
+                e.prof = u8::from(!click);
+                if !click && e.aux == 0 {
+                    e.aux = 3;
+                }
+            }
+            evs.push(e);
         }
     }
     Events::from_events(evs, click)
@@ -392,7 +409,7 @@ impl Events {
             inner: RwLock::new(EvData {
                 by_time,
                 by_msg: evs,
-                arrived: Vec::new(),
+                arrived: HashMap::new(),
             }),
             click,
         }
@@ -413,7 +430,7 @@ impl Events {
         let mut v: Vec<Ev> = g.by_msg[lo..]
             .iter()
             .take_while(|e| e.msg == id)
-            .chain(g.arrived.iter().filter(|e| e.msg == id))
+            .chain(g.arrived.get(&id).into_iter().flatten())
             .copied()
             .collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
@@ -435,26 +452,37 @@ impl Events {
             new.push(make_ev(m, mix(hc), Some(t), i64::MAX, self.click));
         }
         // First-ness against what the message already has.
-        for i in 0..new.len() {
-            let prior = self.of_message(new[i].msg);
-            let e = new[i];
+        let mut batch: HashMap<u64, Vec<Ev>> = HashMap::new();
+        for slot in new.iter_mut() {
+            let prior = self.of_message(slot.msg);
+            let e = *slot;
             let same = |p: &&Ev| p.rcpt == e.rcpt && (!self.click || p.link() == e.link());
+            let mine = batch.entry(e.msg).or_default();
             let (first, clash) = {
-                let mut earlier = prior.iter().chain(new[..i].iter()).filter(same);
+                let mut earlier = prior.iter().chain(mine.iter()).filter(same);
                 let first = earlier.clone().next().is_none();
                 (first, earlier.any(|p| p.t == e.t))
             };
-            new[i].first = first;
+            slot.first = first;
             if clash {
-                new[i].t += MICRO;
+                slot.t += MICRO;
             }
+            mine.push(*slot);
         }
         let mut g = self.write();
+        let mut touched = [false; NSTREAMS];
         for e in &new {
-            let v = &mut g.by_time[usize::from(e.stream) % NSTREAMS];
-            let pos = v.partition_point(|x| x < e);
-            v.insert(pos, *e);
-            g.arrived.push(*e);
+            let s = usize::from(e.stream) % NSTREAMS;
+            let v = &mut g.by_time[s];
+            // Live arrivals append; back-dated ones re-sort the stream once below.
+            touched[s] |= v.last().is_some_and(|l| l > e);
+            v.push(*e);
+            g.arrived.entry(e.msg).or_default().push(*e);
+        }
+        for (s, t) in touched.iter().enumerate() {
+            if *t {
+                g.by_time[s].sort_unstable();
+            }
         }
         new
     }

@@ -189,7 +189,7 @@ pub struct Supp {
 /// About `n` suppressions over the outbound-type streams, newest first per stream. Some
 /// addresses repeat across streams; some have upper-case letters. Within a stream, no two
 /// addresses are equal ignoring case.
-pub fn suppressions(n: usize, now_secs: i64, seed: u64) -> Vec<Supp> {
+pub fn suppressions(n: usize, now_secs: i64, seed: u64, no_legacy: bool) -> Vec<Supp> {
     let mut v: Vec<Supp> = Vec::with_capacity(n);
     let mut seen = std::collections::HashSet::new();
     for i in 0..n as u64 {
@@ -197,7 +197,8 @@ pub fn suppressions(n: usize, now_secs: i64, seed: u64) -> Vec<Supp> {
         let stream = match h % 100 {
             0..=49 => S_OUTBOUND,
             50..=84 => S_BROADCAST,
-            85..=92 => S_LEGACY,
+            85..=92 if !no_legacy => S_LEGACY,
+            85..=92 => S_OUTBOUND,
             _ => S_PROMO,
         };
         // A small pool so that addresses repeat across streams.
@@ -364,7 +365,7 @@ mod tests {
 
     #[test]
     fn suppressions_are_unique_per_stream_and_some_repeat_or_shout() {
-        let v = suppressions(300, 1_790_000_000, 0);
+        let v = suppressions(300, 1_790_000_000, 0, false);
         let mut keys = std::collections::HashSet::new();
         for s in &v {
             assert!(keys.insert((s.stream, s.addr.to_ascii_lowercase())));

@@ -3,8 +3,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::bounces::BOUNCE_TYPES;
-use crate::catalog::{SERVER_ID, STREAMS};
-use crate::daily::{eastern_day, Day, READ_BUCKETS};
+use crate::catalog::STREAMS;
+use crate::daily::Day;
 use crate::details::{self, events_of};
 use crate::eastern::{DAY, TICKS_PER_SEC};
 use crate::events::{self, recipient_raw, BROWSERS, EMAIL_CLIENTS, LINKS};
@@ -176,17 +176,17 @@ pub fn truth(
             for h in &HOOKS {
                 if records {
                     let mut buf = Vec::new();
-                    extras::webhook(&mut buf, h, 0);
+                    extras::webhook(&mut buf, h, app.index);
                     out.extend_from_slice(&buf);
                 } else {
-                    j::uint(out, extras::hook_id(h, 0));
+                    j::uint(out, extras::hook_id(h, app.index));
                 }
                 out.push(b'\n');
             }
         }
         "inbound_rules" => {
             for i in 0..extras::RULES.len() {
-                let (id, rule) = extras::rule(i, 0);
+                let (id, rule) = extras::rule(i, app.index);
                 if records {
                     line(out, &json!({ "Rule": rule, "ID": id }));
                 } else {
@@ -197,11 +197,15 @@ pub fn truth(
         }
         "templates" => {
             for i in 0..app.cfg.templates {
-                extras::template_detail(out, i, 0, SERVER_ID);
+                extras::template_detail(out, i, app.index, app.server_id);
                 out.push(b'\n');
             }
         }
-        _ => return Err(format!("unknown stream '{stream}'")),
+        other => {
+            if crate::account::truth(app, other, records, out).is_none() {
+                return Err(format!("unknown stream '{stream}'"));
+            }
+        }
     }
     Ok(())
 }
@@ -274,5 +278,4 @@ fn stats_rows(out: &mut Vec<u8>, name: &str, stream: &str, day: i32, d: &Day, re
             }
         }
     }
-    let _ = (READ_BUCKETS, eastern_day);
 }
