@@ -40,7 +40,12 @@ pub fn check(data: &[u8]) {
     // The marker run: same input, token replaced.
     if let Value::Object(mut map) = value {
         let mut replaced = false;
-        for key in ["server_token", "X-Postmark-Server-Token"] {
+        for key in [
+            "server_token",
+            "X-Postmark-Server-Token",
+            "account_token",
+            "X-Postmark-Account-Token",
+        ] {
             if let Some(Value::String(t)) = map.get(key) {
                 if !t.trim().is_empty() {
                     map.insert(key.into(), Value::String(MARKER.into()));
@@ -62,12 +67,18 @@ pub fn check(data: &[u8]) {
 }
 
 fn assert_valid(c: &Config, input: &Value) {
-    assert!(!c.server_token.expose().trim().is_empty(), "empty token");
-    let debug = format!("{c:?}");
     assert!(
-        c.server_token.expose().len() < 4 || !debug.contains(c.server_token.expose()),
-        "Debug shows the token"
+        c.server_token.is_some() || c.account_token.is_some(),
+        "no token"
     );
+    let debug = format!("{c:?}");
+    for t in [&c.server_token, &c.account_token].into_iter().flatten() {
+        assert!(!t.expose().trim().is_empty(), "empty token");
+        assert!(
+            t.expose().len() < 4 || !debug.contains(t.expose()),
+            "Debug shows the token"
+        );
+    }
     if let Some(t) = c.start_date {
         assert!(t <= now(), "start_date {t} after now");
         assert!(
