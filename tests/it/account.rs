@@ -351,3 +351,21 @@ fn a_read_that_selects_an_account_stream_without_the_account_token_reports_it_in
     assert!(!read.keys("message_streams").is_empty());
     assert!(fake.requests().iter().all(|r| r["account_token"] == false));
 }
+
+#[test]
+fn a_wrong_account_token_fails_the_read_of_an_account_stream_naming_it_and_is_never_printed() {
+    let fake = three_servers();
+    let s = Scratch::new("account-wrong-read");
+    let wrong = "wrong-account-token-31337";
+    let cfg = config(&s, &fake, json!({ "account_token": wrong }));
+    let sync = run(&["--config", &cfg]);
+    assert_ne!(sync.code, 0, "{}", sync.stderr);
+    assert!(
+        sync.stderr.contains("'account_token'") && sync.stderr.contains("401"),
+        "{}",
+        sync.stderr
+    );
+    assert!(sync.keys("servers").is_empty());
+    assert_no_secret(&sync, wrong);
+    assert_no_token_anywhere(&sync);
+}
