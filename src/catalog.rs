@@ -25,6 +25,7 @@ impl SelectedStream {
     pub fn all_default() -> Vec<SelectedStream> {
         STREAMS
             .iter()
+            .filter(|spec| spec.opt_in.is_none())
             .map(|spec| SelectedStream {
                 spec,
                 incremental: spec.is_incremental(),
@@ -54,6 +55,11 @@ pub struct Selection {
 
 // ---------------------------------------------------------------- discover output
 
+/// Airbyte's key: a list of field paths, one per key field (`[["MessageID"], ["Recipient"]]`).
+fn key_paths(spec: &StreamSpec) -> Value {
+    json!(spec.primary_key.iter().map(|k| [k]).collect::<Vec<_>>())
+}
+
 pub fn airbyte_catalog() -> Value {
     let streams: Vec<Value> = STREAMS.iter().map(airbyte_stream).collect();
     json!({ "streams": streams })
@@ -68,7 +74,7 @@ fn airbyte_stream(spec: &StreamSpec) -> Value {
         } else {
             json!(["full_refresh"])
         },
-        "source_defined_primary_key": [[spec.primary_key]],
+        "source_defined_primary_key": key_paths(spec),
         "is_resumable": spec.is_incremental(),
     });
     if spec.is_incremental() {
@@ -89,7 +95,7 @@ pub fn airbyte_configured_catalog() -> Value {
                 "stream": airbyte_stream(spec),
                 "sync_mode": if spec.is_incremental() { "incremental" } else { "full_refresh" },
                 "destination_sync_mode": if spec.is_incremental() { "append_dedup" } else { "overwrite" },
-                "primary_key": [[spec.primary_key]],
+                "primary_key": key_paths(spec),
             });
             if let Some(cf) = spec.cursor_field() {
                 c["cursor_field"] = json!([cf]);
@@ -113,8 +119,8 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     };
     let mut stream_md = json!({
         "inclusion": "available",
-        "selected-by-default": true,
-        "table-key-properties": [spec.primary_key],
+        "selected-by-default": spec.opt_in.is_none(),
+        "table-key-properties": spec.primary_key,
     });
     if spec.is_incremental() {
         stream_md["valid-replication-keys"] =
@@ -128,7 +134,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     }
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_md})];
     for field in spec.property_names() {
-        let automatic = field == spec.primary_key || Some(field.as_str()) == spec.cursor_field();
+        let automatic = spec.is_key(&field) || Some(field.as_str()) == spec.cursor_field();
         let md = if automatic {
             json!({"inclusion": "automatic"})
         } else {
@@ -140,7 +146,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
         "tap_stream_id": spec.name,
         "stream": spec.name,
         "schema": spec.schema(),
-        "key_properties": [spec.primary_key],
+        "key_properties": spec.primary_key,
         "replication_method": method,
         "metadata": metadata,
     });
@@ -285,7 +291,7 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         for (crumb, md) in &metadata {
             if let [p, field] = crumb.as_slice() {
                 if p == "properties"
-                    && field != spec.primary_key
+                    && !spec.is_key(field)
                     && Some(field.as_str()) != spec.cursor_field()
                     && !field_selected(md)
                 {
@@ -417,10 +423,10 @@ mod tests {
 
     #[test]
     fn unknown_airbyte_streams_are_listed_not_fatal() {
-        let cat = json!({"streams": [{"stream": {"name": "opens"}, "sync_mode": "full_refresh",
+        let cat = json!({"streams": [{"stream": {"name": "sender_signatures_v0"}, "sync_mode": "full_refresh",
             "destination_sync_mode": "append"}]});
         let sel = parse_airbyte(&cat).unwrap();
-        assert_eq!(sel.unknown, vec!["opens".to_string()]);
+        assert_eq!(sel.unknown, vec!["sender_signatures_v0".to_string()]);
     }
 
     #[test]

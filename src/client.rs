@@ -36,7 +36,7 @@ const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 /// One GET request: path and query, without the base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub path: &'static str,
+    pub path: String,
     pub query: Vec<(&'static str, String)>,
 }
 
@@ -276,7 +276,7 @@ impl Client {
                 .get("location")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_else(|| "(no Location header)".into());
-            return Attempt::Fail(redirected(request.path, status, &location));
+            return Attempt::Fail(redirected(&request.path, status, &location));
         }
         let retry_after = response
             .headers()
@@ -529,7 +529,7 @@ mod tests {
         let err = client
             .get(
                 &Request {
-                    path: "/server",
+                    path: "/server".into(),
                     query: Vec::new(),
                 },
                 "x",

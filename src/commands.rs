@@ -12,8 +12,9 @@ use crate::catalog::{self, SelectedStream, Selection};
 use crate::client::{Client, Request};
 use crate::config::{self, Config};
 use crate::error::Error;
-use crate::protocol::{Emitter, Level};
+use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::state::{self, InputState};
+use crate::streams::OptIn;
 use crate::sync::{self, ReadPlan};
 
 pub const DOCUMENTATION_URL: &str = "https://postmarkapp.com/developer/api/overview";
@@ -55,7 +56,7 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
     };
     let client = Client::new(&config, rt.retry_base);
     let request = Request {
-        path: "/server",
+        path: "/server".into(),
         query: Vec::new(),
     };
     let context = "checking the connection (GET /server)";
@@ -146,6 +147,7 @@ pub fn read<W: Write>(
     out: &mut Emitter<W>,
 ) -> Result<Option<Error>, Error> {
     let config = load_config(inputs.config, rt, out)?;
+    let mut skipped_opt_in = Vec::new();
     let selection = match (inputs.catalog, inputs.singer) {
         (Some(p), true) => catalog::load_singer(p)?,
         (Some(p), false) => catalog::load_airbyte(p)?,
@@ -154,6 +156,25 @@ pub fn read<W: Write>(
             unknown: Vec::new(),
         },
     };
+    let mut selection = selection;
+    selection.streams.retain(|s| match s.spec.opt_in {
+        Some(OptIn::MessageEvents) if !config.message_events => {
+            skipped_opt_in.push(s.spec.name);
+            false
+        }
+        _ => true,
+    });
+    for name in &skipped_opt_in {
+        out.log(
+            Level::Warn,
+            &format!(
+                "stream '{name}' is selected but not read: it costs one request per outbound \
+                 message; set \"message_events\": true in the config to read it"
+            ),
+        )?;
+        out.stream_status(name, StreamStatus::Started)?;
+        out.stream_status(name, StreamStatus::Incomplete)?;
+    }
     let state: InputState = match inputs.state {
         Some(p) => state::load(p)?,
         None => InputState::default(),

@@ -214,12 +214,12 @@ impl<W: Write> Emitter<W> {
         &mut self,
         stream: &str,
         schema: &Value,
-        key: &str,
+        key: &[&str],
         bookmark: Option<&str>,
     ) -> Result<(), Error> {
         if self.protocol == Protocol::Singer {
             let mut msg = json!({"type": "SCHEMA", "stream": stream, "schema": schema,
-                                 "key_properties": [key]});
+                                 "key_properties": key});
             if let Some(b) = bookmark {
                 msg["bookmark_properties"] = json!([b]);
             }

@@ -75,7 +75,7 @@ pub fn check_catalog(data: &[u8]) {
                     spec.name
                 );
                 assert!(
-                    !s.excluded_fields.iter().any(|f| f == spec.primary_key),
+                    !s.excluded_fields.iter().any(|f| spec.is_key(f)),
                     "{}: the primary key is deselected",
                     spec.name
                 );
@@ -90,7 +90,7 @@ pub fn check_catalog(data: &[u8]) {
                 let props = schema["properties"]
                     .as_object()
                     .expect("a schema with properties");
-                assert!(props.contains_key(spec.primary_key));
+                assert!(spec.primary_key.iter().all(|k| props.contains_key(*k)));
                 for f in &s.excluded_fields {
                     assert!(
                         !props.contains_key(f),

@@ -76,6 +76,10 @@ fn default_request_timeout_seconds() -> u32 {
 fn default_max_retries() -> u32 {
     5
 }
+/// A week: opens and clicks mostly arrive within days of sending, and bounces within hours.
+fn default_stats_lookback_days() -> u32 {
+    7
+}
 
 /// Postmark Source Spec
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -91,8 +95,9 @@ pub struct ConfigSpec {
     pub server_token: Secret,
 
     /// Read records from this moment on (RFC 3339, UTC). Default: 45 days before the sync
-    /// starts (Postmark's default retention). Accounts with the Retention Add-on may go up to
-    /// 365 days back.
+    /// starts (Postmark's default retention). Messages and events reach back at most 365 days
+    /// (the longest retention, Retention Add-on); statistics, which Postmark keeps forever,
+    /// reach back to this date however old (default: 365 days).
     #[serde(default)]
     #[schemars(
         title = "Start date",
@@ -156,6 +161,25 @@ pub struct ConfigSpec {
     #[schemars(title = "Max retries", range(max = 20), extend("order" = 8))]
     pub max_retries: u32,
 
+    /// Daily statistics of recent days still grow as opens, clicks and bounces arrive:
+    /// incremental syncs read the statistics streams again from this many days before the
+    /// last sync.
+    #[serde(default = "default_stats_lookback_days")]
+    #[schemars(
+        title = "Statistics lookback (days)",
+        range(max = 365),
+        extend("order" = 10)
+    )]
+    pub stats_lookback_days: u32,
+
+    /// Read the `message_events` stream (delivery, open, click, bounce events of each
+    /// outbound message). It costs one extra request per outbound message synced
+    /// (`GET /messages/outbound/{id}/details`), run at `max_concurrency` under the shared
+    /// rate limit: 100,000 messages are 100,000 requests.
+    #[serde(default)]
+    #[schemars(title = "Message events (one request per message)", extend("order" = 11))]
+    pub message_events: bool,
+
     /// Postmark API base URL. Change it only to point at a proxy or the bundled fake server
     /// (plain http is allowed only for loopback hosts).
     #[serde(default = "default_base_url")]
@@ -174,6 +198,10 @@ pub struct Config {
     pub max_requests_per_second: Option<f64>,
     pub window_lag: Duration,
     pub fail_on_unreachable_rows: bool,
+    /// Days of statistics read again by an incremental sync.
+    pub stats_lookback_days: i64,
+    /// Read `message_events` (one request per outbound message).
+    pub message_events: bool,
     pub request_timeout: StdDuration,
     pub max_retries: u32,
     pub base_url: String,
@@ -193,6 +221,8 @@ impl Config {
             max_requests_per_second: None,
             window_lag: Duration::seconds(i64::from(default_window_lag_seconds())),
             fail_on_unreachable_rows: false,
+            stats_lookback_days: i64::from(default_stats_lookback_days()),
+            message_events: false,
             request_timeout: StdDuration::from_secs(u64::from(default_request_timeout_seconds())),
             max_retries: default_max_retries(),
             base_url: check_base_url(base_url)?,
@@ -402,9 +432,10 @@ mod tests {
     }
 
     #[test]
-    fn start_date_must_be_within_retention_and_not_in_the_future() {
+    fn start_date_may_reach_back_for_statistics_but_not_into_the_future() {
         assert!(check_start_date("2026-10-01T00:00:00Z", now()).is_ok());
-        assert!(check_start_date("2025-01-01T00:00:00Z", now()).is_err());
+        assert!(check_start_date("2015-01-01T00:00:00Z", now()).is_ok());
+        assert!(check_start_date("2009-12-31T00:00:00Z", now()).is_err());
         assert!(check_start_date("2027-01-01T00:00:00Z", now()).is_err());
         assert!(check_start_date("yesterday", now()).is_err());
     }

@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use super::{Config, ConfigSpec, Secret, DEFAULT_BASE_URL, MAX_RETENTION_DAYS, SECRET_FIELDS};
+use super::{Config, ConfigSpec, Secret, DEFAULT_BASE_URL, SECRET_FIELDS};
 
 /// Every schema violation, each naming the field and what it expects.
 pub(super) fn schema_problems(spec: &Value, instance: &Value) -> Vec<String> {
@@ -120,6 +120,8 @@ pub(super) fn finish(
         max_requests_per_second: raw.max_requests_per_second,
         window_lag: Duration::seconds(i64::from(raw.window_lag_seconds)),
         fail_on_unreachable_rows: raw.fail_on_unreachable_rows,
+        stats_lookback_days: i64::from(raw.stats_lookback_days),
+        message_events: raw.message_events,
         request_timeout: StdDuration::from_secs(u64::from(raw.request_timeout_seconds)),
         max_retries: raw.max_retries,
         base_url,
@@ -138,13 +140,18 @@ pub(super) fn check_start_date(s: &str, now: DateTime<Utc>) -> Result<DateTime<U
             now.format("%Y-%m-%dT%H:%M:%SZ")
         ));
     }
-    if now - t > Duration::days(MAX_RETENTION_DAYS) {
+    // Statistics are kept forever, so any date since Postmark began is allowed; streams of
+    // messages and events start no earlier than the longest retention (365 days).
+    if t < earliest_start() {
         return Err(format!(
-            "'start_date' {s} is more than {MAX_RETENTION_DAYS} days ago, beyond any Postmark retention; \
-             use a date within the last {MAX_RETENTION_DAYS} days"
+            "'start_date' {s} is before 2010, when Postmark began; use a later date"
         ));
     }
     Ok(t)
+}
+
+fn earliest_start() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_262_304_000, 0).unwrap_or_default()
 }
 
 /// Parses `base_url` with `http::Uri`, the parser ureq itself uses for every request, so

@@ -40,6 +40,10 @@ pub struct StreamRun {
     pub requests: u64,
     pub windows_done: u64,
     pub unreachable_rows: u64,
+    /// Records skipped and warned about (per-record requests Postmark could not answer).
+    pub skipped: u64,
+    /// Days of merged endpoints per task, until every part has answered.
+    pub merging: std::collections::HashMap<u64, super::engine::MergeBuf>,
     pub started: Option<Instant>,
     pub warned_zone: bool,
     pub warned_cursor: bool,
@@ -64,12 +68,7 @@ pub struct StreamRun {
 
 impl StreamRun {
     pub fn new(selected: SelectedStream, partitions: Vec<Option<String>>) -> StreamRun {
-        let shaper = Shaper::new(
-            selected.spec.datetime_fields(),
-            selected.spec.cursor_field(),
-            selected.excluded_fields.clone(),
-        )
-        .with_primary_key(selected.spec.primary_key);
+        let shaper = Shaper::for_stream(selected.spec, selected.excluded_fields.clone());
         StreamRun {
             selected,
             shaper,
@@ -86,6 +85,8 @@ impl StreamRun {
             requests: 0,
             windows_done: 0,
             unreachable_rows: 0,
+            skipped: 0,
+            merging: std::collections::HashMap::new(),
             started: None,
             warned_zone: false,
             warned_cursor: false,
@@ -213,6 +214,10 @@ impl StreamRun {
     pub fn describe_skipped(&self) -> String {
         let parts: Vec<String> = [
             (self.keyless, "without their primary key"),
+            (
+                self.skipped,
+                "listed records whose own request Postmark could not answer",
+            ),
             (
                 self.repeated,
                 "already emitted by their window (re-reads, repeated pages)",

@@ -5,7 +5,9 @@ mod support;
 
 mod check;
 mod corpus;
+mod datasets;
 mod errors;
+mod events;
 mod golden;
 mod hostile;
 mod hostile_http;

@@ -16,7 +16,7 @@ use crate::App;
 
 pub const MAX_COUNT: usize = 500;
 pub const MAX_WINDOW: usize = 10_000;
-const CODE_MESSAGES: u32 = 700;
+pub const CODE_MESSAGES: u32 = 700;
 const CODE_BOUNCES: u32 = 1000;
 const CODE_TEMPLATES: u32 = 1100;
 const CODE_STREAMS: u32 = 1221;
@@ -34,6 +34,8 @@ pub fn error(out: &mut Vec<u8>, status: u16, code: u32, msg: &str) -> Head {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
+    /// Endpoints of the every-dataset issue (see `endpoints.rs`).
+    More,
     Server,
     Outbound,
     Inbound,
@@ -44,6 +46,9 @@ enum Endpoint {
 
 /// Handles one authenticated-or-not API request whose faults/latency were already applied.
 pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
+    if crate::account::is_account_route(&req.route()) {
+        return crate::account::handle(app, req, out);
+    }
     let ep = match req.route().as_str() {
         "/server" => Endpoint::Server,
         "/messages/outbound" => Endpoint::Outbound,
@@ -51,13 +56,14 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         "/bounces" => Endpoint::Bounces,
         "/templates" => Endpoint::Templates,
         "/message-streams" => Endpoint::Streams,
+        r if crate::endpoints::known(r) => Endpoint::More,
         _ => return error(out, 404, 404, "Not found"),
     };
     if req.method != "GET" {
         return error(out, 405, 405, "Method not allowed");
     }
     let server = req.header("x-postmark-server-token");
-    if server != Some(app.cfg.token.as_str()) {
+    if server != Some(app.cfg.token.as_str()) || app.is_revoked() {
         return error(
             out,
             401,
@@ -74,6 +80,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         );
     }
     let result = match ep {
+        Endpoint::More => crate::endpoints::handle(app, req, out),
         Endpoint::Server => {
             out.extend_from_slice(&app.server_body);
             Ok(())
@@ -95,13 +102,13 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
     }
 }
 
-struct Invalid {
-    code: u32,
-    msg: String,
-    cap: bool,
+pub struct Invalid {
+    pub code: u32,
+    pub msg: String,
+    pub cap: bool,
 }
 
-fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
+pub fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
     Invalid {
         code,
         msg: msg.into(),
@@ -110,12 +117,16 @@ fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
 }
 
 /// A present, non-empty parameter value.
-fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+pub fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.param(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Validates `count`/`offset`; returns (offset, count).
-fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging(
+    count: Option<&str>,
+    offset: Option<&str>,
+    code: u32,
+) -> Result<(usize, usize), Invalid> {
     let count = match count.map(str::parse::<usize>) {
         None => return Err(invalid(code, "The 'count' parameter is required.")),
         Some(Ok(c)) if (1..=MAX_COUNT).contains(&c) => c,
@@ -146,10 +157,10 @@ fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize
 }
 
 /// Tick bounds `[from, to)` of a date filter; `None` for an open end.
-type Bounds = (Option<i64>, Option<i64>);
+pub type Bounds = (Option<i64>, Option<i64>);
 
 /// Parsed `fromdate`/`todate`: tick bounds, or `None` when the query must return no rows.
-fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
+pub fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
     let mut bounds = [None, None];
     for (i, name) in ["fromdate", "todate"].into_iter().enumerate() {
         if let Some(v) = param(req, name) {
@@ -169,7 +180,12 @@ fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invali
 }
 
 /// Case-insensitive lookup of an enum-like parameter value.
-fn lookup(req: &Request, name: &str, values: &[&str], code: u32) -> Result<Option<u8>, Invalid> {
+pub fn lookup(
+    req: &Request,
+    name: &str,
+    values: &[&str],
+    code: u32,
+) -> Result<Option<u8>, Invalid> {
     match param(req, name) {
         None => Ok(None),
         Some(v) => match values.iter().position(|s| s.eq_ignore_ascii_case(v)) {
@@ -245,12 +261,12 @@ fn search(
     Ok(())
 }
 
-fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
     paging(param(req, "count"), param(req, "offset"), code)
 }
 
 /// `messagestream`, defaulting to `outbound`; an unknown stream simply has no rows.
-fn stream_param(req: &Request) -> Option<usize> {
+pub fn stream_param(req: &Request) -> Option<usize> {
     match param(req, "messagestream") {
         None => Some(S_OUTBOUND),
         Some(name) => stream_index(name),
@@ -306,7 +322,9 @@ fn bounces(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         messages: false,
         new_kind: crate::bounces::pick_bounce_type,
     };
-    search(app, req, out, s, bounce_records::bounce)
+    search(app, req, out, s, |o, st, r| {
+        bounce_records::bounce_for(o, st, r, app.server_id)
+    })
 }
 
 fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
@@ -332,7 +350,7 @@ fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid>
         if n > 0 {
             out.push(b',');
         }
-        catalog::template(out, i);
+        catalog::template_at(out, i, catalog::template_id(i) + app.index * 1_000_000);
     }
     out.extend_from_slice(b"]}");
     Ok(())
@@ -344,11 +362,13 @@ fn streams(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
     let filter = kind.filter(|&k| k > 0).map(|k| TYPES[usize::from(k)]);
     let archived =
         param(req, "includearchivedstreams").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    catalog::message_streams(
+    catalog::message_streams_for(
         out,
         app.now / crate::eastern::TICKS_PER_SEC,
         filter,
         archived,
+        app.server_id,
+        &|s| app.has_stream(s),
     );
     hostile_paging::patch_streams(&app.cfg.hostile, out);
     Ok(())

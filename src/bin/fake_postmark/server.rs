@@ -34,7 +34,7 @@ pub fn serve(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-fn connection(app: &App, stream: TcpStream) {
+fn connection(account: &Arc<App>, stream: TcpStream) {
     // Nagle would delay the body segment behind the header segment.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(IDLE));
@@ -59,8 +59,13 @@ fn connection(app: &App, stream: TcpStream) {
         let started = Instant::now();
         body.clear();
         let is_api = !req.route().starts_with("/__fake/");
+        // The server of the account this request is for (by token or `server=ID`).
+        let target = account.target(&req);
+        let app: &App = &target;
         let outcome = if is_api {
             api_request(app, &req, &mut body)
+        } else if req.route() == "/__fake/add-server" {
+            control::add_server(account, &req, &mut body)
         } else {
             control::handle(app, &req, &mut body)
         };
@@ -78,7 +83,7 @@ fn connection(app: &App, stream: TcpStream) {
                 continue;
             }
             Outcome::Drop => {
-                app.ctl.end(&req, 0);
+                app.ctl.end_on(&req, 0, app.server_id);
                 log(app, &req, 0, started);
                 return;
             }
@@ -104,7 +109,7 @@ fn connection(app: &App, stream: TcpStream) {
         let keep = req.keep_alive && !exit;
         let written = http::write_response(&mut w, &head, payload, keep);
         if is_api {
-            app.ctl.end(&req, head.status);
+            app.ctl.end_on(&req, head.status, app.server_id);
         }
         log(app, &req, head.status, started);
         if exit {

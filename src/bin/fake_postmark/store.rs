@@ -108,6 +108,11 @@ impl Dataset {
     /// Inserts new records (ticks, kind) into one stream, keeping the order; ids continue
     /// the dataset's sequence. Returns the number added.
     pub fn insert(&self, stream: usize, items: &[(i64, u8)]) -> usize {
+        self.insert_recs(stream, items).len()
+    }
+
+    /// [`Dataset::insert`] returning the records added.
+    pub fn insert_recs(&self, stream: usize, items: &[(i64, u8)]) -> Vec<Rec> {
         let mut g = self.write();
         let mut recs: Vec<Rec> = items
             .iter()
@@ -121,12 +126,12 @@ impl Dataset {
         g.next_id += recs.len() as u64;
         recs.sort_unstable();
         let Some(v) = g.streams.get_mut(stream) else {
-            return 0;
+            return Vec::new();
         };
         // Arrivals are usually newer than everything stored, so append when possible.
         let first = match recs.first() {
             Some(r) => *r,
-            None => return 0,
+            None => return Vec::new(),
         };
         let appendable = match v.last() {
             Some(l) => *l < first,
@@ -136,7 +141,7 @@ impl Dataset {
         if !appendable {
             v.sort_unstable();
         }
-        recs.len()
+        recs
     }
 }
 

@@ -9,6 +9,9 @@
 //! pages and all its children are; completed windows feed [`Progress`], which decides when a
 //! STATE may be emitted. Memory is bounded by pages in flight and open windows.
 
+mod events;
+mod fanout;
+mod merge;
 mod pages;
 mod splitting;
 mod streams;
@@ -34,6 +37,7 @@ use crate::error::Error;
 use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::record::{parse_page, RawObject};
 use crate::streams::{self as stream_table, Paging, Partitioning};
+pub use merge::MergeBuf;
 use pages::KeySet;
 use worker::{build_request, panic_message, spawn_workers, Job, WorkerMsg};
 
@@ -65,6 +69,8 @@ struct Task {
     generation: u32,
     /// Query up to one second before the window's end instead of including the end second.
     tight: bool,
+    /// Opens and clicks whose date filter Postmark ignores: read newest-first, unfiltered.
+    reader: Option<Box<events::Reader>>,
     /// Fingerprints of the primary keys of every row this task's query returned, over all
     /// its reads: a window holds at most 10,000 rows, so this is bounded (16 bytes a row);
     /// it is freed when the task completes. Re-reads of a changed window skip keys here.
@@ -86,6 +92,10 @@ struct Pending {
     key: (usize, i64, TaskId, u32),
     count: Option<u32>,
     generation: u32,
+    /// Asks this window instead of the task's: is the date filter applied?
+    probe: Option<Window>,
+    /// A per-record request of a fan-out stream instead of a page of its listing.
+    detail: Option<fanout::Detail>,
 }
 
 struct InFlight {
@@ -94,6 +104,8 @@ struct InFlight {
     offset: u32,
     count: Option<u32>,
     generation: u32,
+    probe: Option<Window>,
+    detail: Option<fanout::Detail>,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -170,6 +182,8 @@ struct Engine<'p, 'o, W: Write> {
     first_error: Option<Error>,
     buf: Vec<u8>,
     last_progress: Instant,
+    /// Opens and clicks: what is known of the date filter per (stream, partition).
+    date_filters: events::Known,
     hook: TestPanic,
     pages_handled: u64,
 }
@@ -203,6 +217,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             first_error: None,
             buf: Vec::with_capacity(4096),
             last_progress: Instant::now(),
+            date_filters: events::Known::default(),
             hook: TestPanic::default(),
             pages_handled: 0,
         };
@@ -260,7 +275,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                         .map(|p| (p, Some((s, e))))
                         .collect(),
                     Some(_) => Vec::new(),
-                    None => vec![(0, None)],
+                    None => (0..run.partitions.len()).map(|p| (p, None)).collect(),
                 }
             };
             if unreadable > 0 && spec.partitioning != Partitioning::None {
@@ -304,7 +319,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         }
         let body = body?;
         let page =
-            parse_page(&body, spec.records_key).map_err(|detail| Error::UnexpectedResponse {
+            parse_page(&body, spec.envelope).map_err(|detail| Error::UnexpectedResponse {
                 context: context.clone(),
                 detail,
             })?;
@@ -395,6 +410,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 scheduled_to: PAGE_SIZE,
                 generation: 0,
                 tight,
+                reader: None,
                 seen: KeySet::default(),
                 requests: 0,
                 inherited,
@@ -408,9 +424,29 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             Paging::Single => None,
         };
         self.enqueue(id, 0, count);
+        // Merged endpoints: one request per part, the part's index in the offset slot.
+        let parts = self.runs[stream].selected.spec.parts.len();
+        if parts > 1 {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.pages_pending = parts;
+            }
+            for part in 1..parts {
+                self.enqueue(id, part as u32, None);
+            }
+        }
     }
 
     fn enqueue(&mut self, task: TaskId, offset: u32, count: Option<u32>) {
+        self.enqueue_query(task, offset, count, None);
+    }
+
+    fn enqueue_query(
+        &mut self,
+        task: TaskId,
+        offset: u32,
+        count: Option<u32>,
+        probe: Option<Window>,
+    ) {
         let Some(t) = self.tasks.get(&task) else {
             return;
         };
@@ -419,6 +455,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             key: (t.stream, start, task, offset),
             count,
             generation: t.generation,
+            probe,
+            detail: None,
         }));
     }
 
@@ -474,17 +512,34 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let run = &self.runs[stream];
             let spec = run.selected.spec;
             let partition = run.partitions.get(task.partition).cloned().flatten();
-            let request = build_request(
-                spec,
-                partition.as_deref(),
-                &task.filters,
-                task.window,
-                task.tight,
-                p.count.map(|c| (offset, c)),
-            );
-            let context = match &partition {
-                Some(ms) => format!("reading '{}' (messagestream {ms})", spec.name),
-                None => format!("reading '{}'", spec.name),
+            // A newest-first reader sends no date filter; a probe asks its own second.
+            let window = match (p.probe, &task.reader) {
+                (Some(w), _) => Some(w),
+                (None, Some(_)) => None,
+                (None, None) => task.window,
+            };
+            let mut request = match &p.detail {
+                Some(d) => d.request(),
+                None => build_request(
+                    spec,
+                    partition.as_deref(),
+                    &task.filters,
+                    window,
+                    task.tight,
+                    p.count.map(|c| (offset, c)),
+                ),
+            };
+            if let Some(part) = spec
+                .parts
+                .get(offset as usize)
+                .filter(|_| p.count.is_none())
+            {
+                request.path = part.path.to_string();
+            }
+            let context = match (&p.detail, &partition) {
+                (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
+                (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),
+                (None, None) => format!("reading '{}'", spec.name),
             };
             if self.runs[stream].phase == Phase::NotStarted {
                 self.start_stream(stream)?;
@@ -499,6 +554,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     offset,
                     count: p.count,
                     generation: p.generation,
+                    probe: p.probe,
+                    detail: p.detail,
                 },
             );
             if jobs
@@ -541,6 +598,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         if !current {
             // A page of a window that has since been re-read: its rows come again.
             return self.page_done(job.task);
+        }
+        if job.detail.is_some() {
+            return self.on_detail(job, result, at);
         }
         match result {
             Err(e) if job.offset == 0 && e.is_window_too_large() => {

@@ -20,8 +20,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{Engine, InFlight, Phase, TaskId};
 use crate::error::Error;
 use crate::protocol::Level;
-use crate::record::{oldest_cursor, parse_page, rows_near_window, Query, ShapeError};
-use crate::streams::{Cursor, Partitioning};
+use std::borrow::Cow;
+
+use crate::record::{oldest_cursor, parse_page, rows_near_window, Extra, Page, Query, ShapeError};
+use crate::streams::{Added, Cursor, Partitioning};
 use crate::sync::stream::fmt_time;
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP, PAGE_SIZE};
 
@@ -92,13 +94,16 @@ impl<W: Write> Engine<'_, '_, W> {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let spec = self.runs[job.stream].selected.spec;
-        let page = match parse_page(body, spec.records_key) {
+        let page = match parse_page(body, spec.envelope) {
             Ok(p) => p,
             Err(detail) => {
                 let context = format!("reading '{}'", spec.name);
                 return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
             }
         };
+        if self.events_page(&job, body, &page, at)? {
+            return Ok(());
+        }
         // The first page of a task (not the first page of a re-read) decides how to read it.
         let first = job.offset == 0
             && job.count.is_some()
@@ -149,7 +154,13 @@ impl<W: Write> Engine<'_, '_, W> {
         if self.runs[job.stream].phase == Phase::Failed {
             return Ok(());
         }
-        self.emit_page(&job, &page.records, at)?;
+        if spec.fan_out.is_some() {
+            self.fan_out(&job, &page)?;
+        } else if !spec.parts.is_empty() {
+            self.merge_part(&job, &page, at)?;
+        } else {
+            self.emit_page(&job, &page, at)?;
+        }
         self.page_done(job.task)
     }
 
@@ -377,7 +388,7 @@ impl<W: Write> Engine<'_, '_, W> {
     pub(super) fn emit_page(
         &mut self,
         job: &InFlight,
-        records: &[&serde_json::value::RawValue],
+        page: &Page,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let spec = self.runs[job.stream].selected.spec;
@@ -385,7 +396,8 @@ impl<W: Write> Engine<'_, '_, W> {
             return Ok(());
         };
         let window = match spec.cursor {
-            Cursor::Field(_) => task.window,
+            // A newest-first reader picks its records itself.
+            Cursor::Field(_) if task.reader.is_none() => task.window,
             _ => None,
         };
         let first_read = task.generation == 0;
@@ -398,9 +410,23 @@ impl<W: Write> Engine<'_, '_, W> {
                 .cloned()
                 .flatten(),
         };
+        // Fields added from the request: the message stream queried, the envelope's own.
+        let partition_json = partition
+            .as_deref()
+            .map(|p| serde_json::Value::from(p).to_string());
+        let mut extra: Vec<Extra> = Vec::with_capacity(spec.added.len() + page.carried.len());
+        for added in spec.added {
+            match (added, &partition_json) {
+                (Added::Partition(field), Some(p)) => extra.push((Cow::Borrowed(*field), p)),
+                (Added::Partition(_), None) => {}
+            }
+        }
+        extra.extend(page.carried.iter().map(|(k, v)| (k.clone(), v.get())));
+        let records = page.all();
         let query = Query {
             window,
             partition: partition.as_deref().map(|p| (PARTITION_FIELD, p)),
+            extra: &extra,
         };
         self.out.begin_page(at);
         let run = &mut self.runs[job.stream];
@@ -424,7 +450,7 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         let tally = run
             .shaper
-            .shape_checked(records, query, &mut self.buf, &mut is_new, &mut |line| {
+            .shape_checked(&records, query, &mut self.buf, &mut is_new, &mut |line| {
                 out.record(name, line)
             })
             .map_err(|e| match e {
@@ -456,7 +482,7 @@ impl<W: Write> Engine<'_, '_, W> {
                 "{name}: Postmark returned records without their primary key '{}'; they are \
                  not emitted (a destination cannot deduplicate them); the stream's final line \
                  counts them",
-                spec.primary_key
+                spec.primary_key.join(", ")
             );
             self.out.log(Level::Warn, &msg)?;
         }
@@ -529,7 +555,9 @@ impl<W: Write> Engine<'_, '_, W> {
         let Some(total) = task.known_total else {
             return Ok(());
         };
-        if task.split {
+        // A fan-out's records are not its listing's rows (a message has any number of
+        // events), so its listing's count says nothing about them.
+        if task.split || self.runs[task.stream].selected.spec.fan_out.is_some() {
             return Ok(());
         }
         let expected = total.min(u64::from(OFFSET_CAP));

@@ -60,7 +60,12 @@ impl<W: Write> Engine<'_, '_, W> {
         let run = &mut self.runs[idx];
         run.phase = Phase::Done;
         let (name, line) = (run.name(), run.describe_end());
-        self.out.log(Level::Info, &line)?;
+        let level = if run.skipped > 0 {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        self.out.log(level, &line)?;
         self.out.stream_status(name, StreamStatus::Complete)?;
         self.out.flush()
     }

@@ -108,20 +108,37 @@ pub(super) fn build_request(
         query.push(("count", count.to_string()));
         query.push(("offset", offset.to_string()));
     }
-    if let Some((start, end)) = window {
-        // Both filter ends are inclusive to the second. With a cursor field the window's end
-        // second is included and the record filter drops it, which holds whether `todate`
-        // covers its whole second or not; without one (inbound), or when that end second
-        // crowds out the window's own rows (`tight`), the query stops one second earlier.
-        let last = match (spec.cursor, tight) {
-            (Cursor::WindowEnd, _) | (_, true) => end - Duration::seconds(1),
-            _ => end,
-        };
-        query.push(("fromdate", eastern::format_filter(start)));
-        query.push(("todate", eastern::format_filter(last)));
+    match (window, spec.cursor) {
+        // Daily stats: inclusive dates, from the calendar day of the start (as `start_date`
+        // is written) through the Eastern day the window ends in (today).
+        (Some((start, end)), Cursor::Day(_)) => {
+            let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+            query.push(("fromdate", day(start.date_naive())));
+            query.push(("todate", day(eastern::to_wall(end).date())));
+        }
+        (Some((start, end)), _) => {
+            // Both filter ends are inclusive to the second. With a record filter the
+            // window's end second is included and the filter drops it, which holds whether
+            // `todate` covers its whole second or not; without one (inbound), or when that
+            // end second crowds out the window's own rows (`tight`), the query stops one
+            // second earlier.
+            let last = if tight || spec.window_filter_field().is_none() {
+                end - Duration::seconds(1)
+            } else {
+                end
+            };
+            query.push(("fromdate", eastern::format_filter(start)));
+            query.push(("todate", eastern::format_filter(last)));
+        }
+        (None, _) => {}
     }
+    let mut path = spec.path.to_string();
     if let Some(ms) = partition {
-        query.push(("messagestream", ms.to_string()));
+        if path.contains("{stream}") {
+            path = path.replace("{stream}", &encode_segment(ms));
+        } else {
+            query.push(("messagestream", ms.to_string()));
+        }
     }
     for (k, v) in filters {
         query.push((k, v.to_string()));
@@ -129,10 +146,20 @@ pub(super) fn build_request(
     for (k, v) in spec.extra_query {
         query.push((k, v.to_string()));
     }
-    Request {
-        path: spec.path,
-        query,
+    Request { path, query }
+}
+
+/// A value placed in a URL path: everything but unreserved characters percent-encoded.
+pub(super) fn encode_segment(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
+    out
 }
 
 #[cfg(test)]
