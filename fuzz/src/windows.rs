@@ -231,7 +231,7 @@ impl Rows {
     /// What the engine's first page shows: the newest 500 rows reach back to `oldest`.
     fn sample(&self, (s, e): (i64, i64)) -> Option<Sample> {
         let mut inside: Vec<_> = self.0.iter().filter(|(t, _)| (s..e).contains(t)).collect();
-        inside.sort_by(|a, b| b.0.cmp(&a.0));
+        inside.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut seen = 0;
         for (t, n) in inside {
             seen += n;
