@@ -39,6 +39,10 @@ pub enum Cursor {
     WindowEnd,
 }
 
+/// Added to every inbound record: Postmark received the message before this instant (and at
+/// or after the start of the same window); a cursor Singer targets can use.
+pub const RECEIVED_BEFORE: &str = "ReceivedBefore";
+
 /// One Postmark list endpoint. `sync` handles every row the same way.
 #[derive(Debug)]
 pub struct StreamSpec {
@@ -73,6 +77,17 @@ impl StreamSpec {
         match self.cursor {
             Cursor::Field(f) => Some(f),
             _ => None,
+        }
+    }
+
+    /// The record field Singer metadata names as replication key: the cursor field, or for
+    /// inbound messages (no receive time in their records) [`RECEIVED_BEFORE`], which the
+    /// connector adds to each record: the end of the window it was read in.
+    pub fn replication_key(&self) -> Option<&'static str> {
+        match self.cursor {
+            Cursor::Field(f) => Some(f),
+            Cursor::WindowEnd => Some(RECEIVED_BEFORE),
+            Cursor::None => None,
         }
     }
 

@@ -7,6 +7,7 @@ mod check;
 mod errors;
 mod golden;
 mod meltano;
+mod metrics;
 mod pyairbyte;
 mod read;
 mod resilience;

@@ -46,6 +46,7 @@ fn a_sync_without_catalog_emits_schema_before_records_and_only_singer_messages()
                 assert!(m["time_extracted"].as_str().unwrap().ends_with('Z'));
             }
             "STATE" => assert!(m["value"]["bookmarks"].is_object()),
+            "ACTIVATE_VERSION" => assert!(m["version"].is_i64()),
             other => panic!("{other} on a Singer stdout"),
         }
     }

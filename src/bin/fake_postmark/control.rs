@@ -1,5 +1,5 @@
 //! The unauthenticated `/__fake/*` test-control endpoints: truth listing, stats, request
-//! log, scripted faults, arrivals, reset and shutdown.
+//! log, scripted faults, arrivals, template deletion, reset and shutdown.
 //!
 //! Control requests are not API requests: they are not counted, logged, delayed or faulted.
 
@@ -70,7 +70,11 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
     let route = req.route();
     let want = match route.as_str() {
         "/__fake/truth" | "/__fake/stats" | "/__fake/requests" => "GET",
-        "/__fake/faults" | "/__fake/arrive" | "/__fake/reset-stats" | "/__fake/shutdown" => "POST",
+        "/__fake/faults"
+        | "/__fake/arrive"
+        | "/__fake/reset-stats"
+        | "/__fake/shutdown"
+        | "/__fake/delete-template" => "POST",
         _ => {
             out.extend_from_slice(b"{\"error\":\"unknown control endpoint\"}");
             return Outcome::Respond(Head::json(404));
@@ -93,6 +97,7 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
         }
         "/__fake/faults" => faults(app, req, out),
         "/__fake/arrive" => arrive(app, req, out),
+        "/__fake/delete-template" => delete_template(app, req, out),
         "/__fake/reset-stats" => {
             app.ctl.reset();
             Ok(reply(out, json!({ "ok": true })))
@@ -116,8 +121,10 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         "bounces" => (&app.bounces, 2),
         "templates" => {
             for i in 0..app.cfg.templates {
-                j::uint(out, template_id(i));
-                out.push(b'\n');
+                if !app.ctl.template_deleted(template_id(i)) {
+                    j::uint(out, template_id(i));
+                    out.push(b'\n');
+                }
             }
             return Ok(Outcome::Respond(Head::new(200, TEXT)));
         }
@@ -194,6 +201,21 @@ fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static
         out,
         json!({ "path": route, "queued": count, "pending": pending }),
     ))
+}
+
+/// `POST /__fake/delete-template?id=N`: the template disappears from `/templates` and from
+/// the truth, as when a user deletes it in Postmark between two syncs.
+fn delete_template(
+    app: &App,
+    req: &Request,
+    out: &mut Vec<u8>,
+) -> Result<Outcome<'static>, String> {
+    let id: u64 = num(req, "id")?.ok_or("'id' is required")?;
+    if !(0..app.cfg.templates).any(|i| template_id(i) == id) {
+        return Err(format!("no template {id}"));
+    }
+    let deleted = app.ctl.delete_template(id);
+    Ok(reply(out, json!({ "deleted": deleted })))
 }
 
 fn arrive(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {

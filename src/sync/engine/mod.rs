@@ -77,6 +77,8 @@ struct InFlight {
     offset: u32,
     count: Option<u32>,
     generation: u32,
+    /// When the job went to an idle worker: its duration feeds the Singer request timer.
+    sent: Instant,
 }
 
 /// Reads every planned stream and writes records and state through `out`.
@@ -92,6 +94,7 @@ pub fn run<W: Write>(plan: &ReadPlan, out: &mut Emitter<W>) -> Result<Outcome, E
     }
     let mut engine = Engine::new(plan, client, out)?;
     engine.run()?;
+    engine.log_summary()?;
     Ok(Outcome {
         failed: engine.first_error.take(),
     })
@@ -111,6 +114,7 @@ struct Engine<'p, 'o, W: Write> {
     first_error: Option<Error>,
     buf: Vec<u8>,
     last_progress: Instant,
+    started: Instant,
 }
 
 impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
@@ -142,6 +146,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             first_error: None,
             buf: Vec::with_capacity(4096),
             last_progress: Instant::now(),
+            started: Instant::now(),
         };
         engine.plan_streams()?;
         Ok(engine)
@@ -378,6 +383,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     offset,
                     count: p.count,
                     generation: p.generation,
+                    sent: Instant::now(),
                 },
             );
             if jobs
@@ -401,6 +407,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         result: Result<String, Error>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let spec = self.runs[job.stream].selected.spec;
+        let took = job.sent.elapsed().as_secs_f64();
+        self.out
+            .metric_timer(spec.path, spec.name, took, result.is_ok());
         let Some(task) = self.tasks.get(&job.task) else {
             return Ok(());
         };

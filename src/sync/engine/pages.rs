@@ -214,9 +214,12 @@ impl<W: Write> Engine<'_, '_, W> {
         records: &[&serde_json::value::RawValue],
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let window = match self.runs[job.stream].selected.spec.cursor {
-            Cursor::Field(_) => self.tasks.get(&job.task).and_then(|t| t.window),
-            _ => None,
+        let task_window = self.tasks.get(&job.task).and_then(|t| t.window);
+        let (window, stamp) = match self.runs[job.stream].selected.spec.cursor {
+            Cursor::Field(_) => (task_window, None),
+            // Inbound records carry no receive time: each gets its window's end.
+            Cursor::WindowEnd => (None, task_window.map(|w| received_before(w.1))),
+            Cursor::None => (None, None),
         };
         self.out.begin_page(at);
         let run = &mut self.runs[job.stream];
@@ -224,8 +227,9 @@ impl<W: Write> Engine<'_, '_, W> {
         let out = &mut *self.out;
         let tally = run
             .shaper
-            .shape_page(records, window, &mut self.buf, &mut |line| {
-                out.record(name, line)
+            .shape_page(records, window, &mut self.buf, &mut |line| match &stamp {
+                Some(stamp) => out.record_stamped(name, line, stamp.as_bytes()),
+                None => out.record(name, line),
             })
             .map_err(|e| match e {
                 ShapeError::Emit(e) => e,
@@ -263,4 +267,13 @@ impl<W: Write> Engine<'_, '_, W> {
         }
         self.out.flush()
     }
+}
+
+/// `"ReceivedBefore":"…Z"`, the field added to inbound records.
+fn received_before(end: DateTime<Utc>) -> String {
+    format!(
+        "\"{}\":\"{}\"",
+        crate::streams::RECEIVED_BEFORE,
+        crate::sync::stream::fmt_time(end)
+    )
 }
