@@ -79,7 +79,7 @@ psql -X -q -h 127.0.0.1 -p "$port" -U "$pg_user" -d postgres -c 'select version(
 
 # ---------------------------------------------------------------- the tool tests
 step "running the tool tests (cargo test --test it -- --ignored)"
-CI=${CI:-} cargo test --locked --test it -- --ignored \
+cargo test --locked --test it -- --ignored \
   meltano:: pyairbyte:: postgres:: singer::singer_output_piped_into_target_jsonl
 
 # ---------------------------------------------------------------- the README's quickstart
