@@ -25,6 +25,7 @@ impl SelectedStream {
     pub fn all_default() -> Vec<SelectedStream> {
         STREAMS
             .iter()
+            .filter(|spec| spec.opt_in.is_none())
             .map(|spec| SelectedStream {
                 spec,
                 incremental: spec.is_incremental(),
@@ -54,6 +55,11 @@ pub struct Selection {
 
 // ---------------------------------------------------------------- discover output
 
+/// Airbyte's key: a list of field paths, one per key field (`[["MessageID"], ["Recipient"]]`).
+fn key_paths(spec: &StreamSpec) -> Value {
+    json!(spec.primary_key.iter().map(|k| [k]).collect::<Vec<_>>())
+}
+
 pub fn airbyte_catalog() -> Value {
     let streams: Vec<Value> = STREAMS.iter().map(airbyte_stream).collect();
     json!({ "streams": streams })
@@ -68,7 +74,7 @@ fn airbyte_stream(spec: &StreamSpec) -> Value {
         } else {
             json!(["full_refresh"])
         },
-        "source_defined_primary_key": [[spec.primary_key]],
+        "source_defined_primary_key": key_paths(spec),
         "is_resumable": spec.is_incremental(),
     });
     if spec.is_incremental() {
@@ -89,7 +95,7 @@ pub fn airbyte_configured_catalog() -> Value {
                 "stream": airbyte_stream(spec),
                 "sync_mode": if spec.is_incremental() { "incremental" } else { "full_refresh" },
                 "destination_sync_mode": if spec.is_incremental() { "append_dedup" } else { "overwrite" },
-                "primary_key": [[spec.primary_key]],
+                "primary_key": key_paths(spec),
             });
             if let Some(cf) = spec.cursor_field() {
                 c["cursor_field"] = json!([cf]);
@@ -113,8 +119,8 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     };
     let mut stream_md = json!({
         "inclusion": "available",
-        "selected-by-default": true,
-        "table-key-properties": [spec.primary_key],
+        "selected-by-default": spec.opt_in.is_none(),
+        "table-key-properties": spec.primary_key,
     });
     if spec.is_incremental() {
         stream_md["valid-replication-keys"] =
@@ -130,7 +136,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     }
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_md})];
     for field in spec.property_names() {
-        let automatic = field == spec.primary_key || Some(field.as_str()) == spec.replication_key();
+        let automatic = spec.is_key(&field) || Some(field.as_str()) == spec.replication_key();
         let md = if automatic {
             json!({"inclusion": "automatic"})
         } else {
@@ -142,7 +148,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
         "tap_stream_id": spec.name,
         "stream": spec.name,
         "schema": spec.schema(),
-        "key_properties": [spec.primary_key],
+        "key_properties": spec.primary_key,
         "replication_method": method,
         "metadata": metadata,
     });
@@ -173,11 +179,13 @@ pub fn parse_airbyte(value: &Value) -> Result<Selection, String> {
         .and_then(|s| s.as_array())
         .ok_or("expected an object with a \"streams\" array (a ConfiguredAirbyteCatalog)")?;
     let mut selection = Selection::default();
+    let mut seen = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let name = entry
             .pointer("/stream/name")
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}].stream.name is missing"))?;
+        listed_once(&mut seen, name, i)?;
         let sync_mode = entry
             .get("sync_mode")
             .and_then(|m| m.as_str())
@@ -225,12 +233,14 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         .and_then(|s| s.as_array())
         .ok_or("expected an object with a \"streams\" array (a Singer catalog from --discover)")?;
     let mut selection = Selection::default();
+    let mut seen = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let name = entry
             .get("tap_stream_id")
             .or_else(|| entry.get("stream"))
             .and_then(|n| n.as_str())
             .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
+        listed_once(&mut seen, name, i)?;
         let metadata = metadata_map(entry);
         let stream_md = metadata
             .iter()
@@ -282,7 +292,7 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         for (crumb, md) in &metadata {
             if let [p, field] = crumb.as_slice() {
                 if p == "properties"
-                    && field != spec.primary_key
+                    && !spec.is_key(field)
                     && Some(field.as_str()) != spec.replication_key()
                     && !field_selected(md)
                 {
@@ -298,6 +308,22 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
         });
     }
     Ok(selection)
+}
+
+/// A stream listed twice would be read twice (every row duplicated) or with two
+/// conflicting settings: the catalog is rejected instead.
+fn listed_once<'a>(
+    seen: &mut Vec<(&'a str, usize)>,
+    name: &'a str,
+    i: usize,
+) -> Result<(), String> {
+    if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+        return Err(format!(
+            "streams[{i}]: stream '{name}' is listed twice (also streams[{first}]); list each stream once"
+        ));
+    }
+    seen.push((name, i));
+    Ok(())
 }
 
 fn metadata_map(entry: &Value) -> Vec<(Vec<String>, Map<String, Value>)> {
@@ -398,10 +424,10 @@ mod tests {
 
     #[test]
     fn unknown_airbyte_streams_are_listed_not_fatal() {
-        let cat = json!({"streams": [{"stream": {"name": "opens"}, "sync_mode": "full_refresh",
+        let cat = json!({"streams": [{"stream": {"name": "sender_signatures_v0"}, "sync_mode": "full_refresh",
             "destination_sync_mode": "append"}]});
         let sel = parse_airbyte(&cat).unwrap();
-        assert_eq!(sel.unknown, vec!["opens".to_string()]);
+        assert_eq!(sel.unknown, vec!["sender_signatures_v0".to_string()]);
     }
 
     #[test]
@@ -439,6 +465,16 @@ mod tests {
         let sel = parse_singer(&cat).unwrap();
         assert_eq!(sel.streams[0].spec.name, "messages_outbound");
         assert!(!sel.streams[0].incremental);
+    }
+
+    #[test]
+    fn a_stream_listed_twice_is_rejected_in_both_catalog_kinds() {
+        let entry = json!({"stream": {"name": "bounces"}, "sync_mode": "incremental"});
+        let err = parse_airbyte(&json!({"streams": [entry.clone(), entry]})).unwrap_err();
+        assert!(err.contains("'bounces' is listed twice"), "{err}");
+        let s = json!({"tap_stream_id": "templates", "stream": "templates", "schema": {}});
+        let err = parse_singer(&json!({"streams": [s.clone(), s]})).unwrap_err();
+        assert!(err.contains("'templates' is listed twice"), "{err}");
     }
 
     #[test]

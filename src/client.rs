@@ -1,9 +1,12 @@
 //! The Postmark HTTP client: one ureq agent, the shared rate limiter, classified retries.
 //!
 //! - 429, 500, 502, 503, 504, timeouts and dropped connections are retried with bounded
-//!   exponential backoff and full jitter, honouring `Retry-After` when present. A 429 also
-//!   slows every worker down through the shared [`Limiter`].
-//! - 401 (or ErrorCode 10 under any status) and 422 are never retried.
+//!   exponential backoff and full jitter, honouring `Retry-After` up to [`MAX_WAIT`] (a
+//!   longer one fails the request). Every wait is announced before it starts; one request
+//!   ends within [`REQUEST_BUDGET`]. A 429 also slows every worker down ([`Limiter`]).
+//! - 401 (or ErrorCode 10 under any status) and 422 are never retried; neither are TLS
+//!   failures, corrupt (gzip, non-UTF-8) bodies or redirects (never followed: the token
+//!   would travel with them).
 //! - Errors quote Postmark's `ErrorCode` and `Message`.
 //! - The token is read in exactly one place ([`Client::send`]) and only as a header value.
 
@@ -22,12 +25,18 @@ pub const USER_AGENT: &str = concat!(
 const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The longest single wait before a retry. A `Retry-After` asking for more fails the
+/// request at once (transient) rather than stalling the sync.
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+/// One request, every attempt and wait included, ends within this long.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(900);
+/// The shortest time an attempt is given; no attempt is started with less budget left.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// One GET request: path and query, without the base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub path: &'static str,
+    pub path: String,
     pub query: Vec<(&'static str, String)>,
 }
 
@@ -127,6 +136,9 @@ pub struct Client {
     limiter: Limiter,
     max_retries: u32,
     backoff_base: Duration,
+    request_timeout: Duration,
+    /// [`REQUEST_BUDGET`]; shorter in tests.
+    budget: Duration,
 }
 
 /// What a failed attempt means for the retry loop.
@@ -135,6 +147,8 @@ enum Attempt {
     Retry {
         reason: String,
         retry_after: Option<Duration>,
+        /// A server answer (429/5xx) rather than the network: the concurrency hint applies.
+        from_server: bool,
     },
     Fail(Error),
 }
@@ -143,6 +157,9 @@ impl Client {
     pub fn new(config: &Config, backoff_base: Duration) -> Client {
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // The Postmark API does not redirect. Following one would send the token header
+            // wherever the `Location` points, so a 3xx is returned and reported instead.
+            .max_redirects(0)
             // A dead host should fail fast; a slow answer gets the whole request timeout.
             .timeout_connect(Some(config.request_timeout.min(CONNECT_TIMEOUT)))
             .timeout_global(Some(config.request_timeout))
@@ -156,6 +173,8 @@ impl Client {
             limiter: Limiter::new(config.max_requests_per_second),
             max_retries: config.max_retries,
             backoff_base,
+            request_timeout: config.request_timeout,
+            budget: REQUEST_BUDGET,
         }
     }
 
@@ -164,18 +183,22 @@ impl Client {
     }
 
     /// GETs a request, retrying what may succeed later. `context` names what is being read
-    /// ("reading 'bounces'"); `on_retry` hears about each retry (for logs).
+    /// ("reading 'bounces'"); `on_retry` hears about each wait before it starts (for logs).
+    /// One request, all attempts and waits included, ends within [`REQUEST_BUDGET`].
     pub fn get(
         &self,
         request: &Request,
         context: &str,
         on_retry: &mut dyn FnMut(String),
     ) -> Result<String, Error> {
+        let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.limiter.acquire();
-            match self.send(request, context) {
+            let remaining = self.budget.saturating_sub(started.elapsed());
+            let timeout = self.request_timeout.min(remaining).max(MIN_ATTEMPT);
+            let (reason, retry_after, from_server) = match self.send(request, context, timeout) {
                 Attempt::Done(body) => {
                     self.limiter.succeeded();
                     return Ok(body);
@@ -184,32 +207,47 @@ impl Client {
                 Attempt::Retry {
                     reason,
                     retry_after,
-                } => {
-                    if attempt > self.max_retries {
-                        return Err(Error::Unavailable {
-                            context: context.to_string(),
-                            attempts: attempt,
-                            last: reason,
-                        });
-                    }
-                    let delay = retry_after
-                        .map(|d| d.min(MAX_RETRY_AFTER))
-                        .unwrap_or_else(|| backoff(self.backoff_base, attempt));
-                    if reason.contains("429") {
-                        self.limiter.throttled(delay);
-                    }
-                    on_retry(format!(
-                        "{context}: {reason}; retry {attempt} of {} in {:.1} s",
-                        self.max_retries,
-                        delay.as_secs_f64()
-                    ));
-                    thread::sleep(delay);
-                }
+                    from_server,
+                } => (reason, retry_after, from_server),
+            };
+            let give_up = |last: String| Error::Unavailable {
+                context: context.to_string(),
+                attempts: attempt,
+                last,
+                server: from_server,
+            };
+            if attempt > self.max_retries {
+                return Err(give_up(reason));
             }
+            if let Some(asked) = retry_after.filter(|d| *d > MAX_WAIT) {
+                return Err(give_up(format!(
+                    "{reason}, and the server asked to wait {} s (Retry-After), longer than the \
+                     {} s this connector waits at once",
+                    asked.as_secs(),
+                    MAX_WAIT.as_secs()
+                )));
+            }
+            let delay = retry_after.unwrap_or_else(|| backoff(self.backoff_base, attempt));
+            if started.elapsed() + delay + MIN_ATTEMPT > self.budget {
+                return Err(give_up(format!(
+                    "{reason}; no time left for another attempt within the {} s one request may take",
+                    self.budget.as_secs()
+                )));
+            }
+            if reason.contains("429") {
+                self.limiter.throttled(delay);
+            }
+            on_retry(format!(
+                "{context}: {reason}; waiting {:.1} s (at most {} s per wait) before retry {attempt} of {}",
+                delay.as_secs_f64(),
+                MAX_WAIT.as_secs(),
+                self.max_retries,
+            ));
+            thread::sleep(delay);
         }
     }
 
-    fn send(&self, request: &Request, context: &str) -> Attempt {
+    fn send(&self, request: &Request, context: &str, timeout: Duration) -> Attempt {
         let url = format!("{}{}", self.base_url, request.path);
         let mut req = self
             .agent
@@ -219,42 +257,139 @@ impl Client {
         for (k, v) in &request.query {
             req = req.query(*k, v);
         }
+        let req = req.config().timeout_global(Some(timeout)).build();
         let mut response = match req.call() {
             Ok(r) => r,
-            Err(e) => return classify_transport(e),
+            // Before any answer: a TLS handshake failure surfaces here as an I/O error.
+            Err(ureq::Error::Io(io))
+                if self.base_url.starts_with("https:")
+                    && io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                return Attempt::Fail(tls_failed(context, &io.to_string()));
+            }
+            Err(e) => return classify_transport(e, context, timeout),
         };
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get("location")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "(no Location header)".into());
+            return Attempt::Fail(redirected(&request.path, status, &location));
+        }
         let retry_after = response
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = match response
+            .and_then(parse_retry_after);
+        let bytes = match response
             .body_mut()
             .with_config()
             .limit(MAX_BODY_BYTES)
-            .read_to_string()
+            .read_to_vec()
         {
             Ok(b) => b,
-            Err(e) => return classify_transport(e),
+            Err(e) => return classify_transport(e, context, timeout),
+        };
+        let body = match String::from_utf8(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt::Fail(Error::UnexpectedResponse {
+                    context: context.to_string(),
+                    detail: format!(
+                        "HTTP {status} with a body that is not UTF-8 text (invalid byte at \
+                         position {}); Postmark answers JSON, so 'base_url' may point at \
+                         something else",
+                        e.utf8_error().valid_up_to()
+                    ),
+                })
+            }
         };
         classify_status(status, body, retry_after, context)
     }
 }
 
-/// A URL that cannot work is the config's fault; everything else on the wire (DNS hiccups
-/// included) may pass and is retried.
-fn classify_transport(e: ureq::Error) -> Attempt {
+/// A redirect is never followed (the token would go along); it is the config's fault.
+fn redirected(path: &str, status: u16, location: &str) -> Error {
+    let location = truncate_for_message(location);
+    Error::input(
+        "config 'base_url'",
+        format!(
+            "GET {path} was redirected (HTTP {status}) to \"{location}\"; the connector never \
+             follows redirects, so the token is only ever sent to 'base_url'; set 'base_url' \
+             to the API address itself"
+        ),
+    )
+}
+
+/// A TLS failure (certificate, handshake, a plain-http server on an https URL) is not a
+/// network hiccup a retry fixes: the user must fix the address or the proxy in between.
+fn tls_failed(context: &str, detail: &str) -> Error {
+    Error::input(
+        "config 'base_url'",
+        format!(
+            "the TLS connection failed while {context} ({detail}); check that 'base_url' is \
+             an https address that really speaks TLS, and any TLS-intercepting proxy between \
+             here and Postmark"
+        ),
+    )
+}
+
+/// `Retry-After` as seconds or an HTTP date; a date in the past means "now".
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (at.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(secs.unsigned_abs()))
+}
+
+/// Transport failures: what the user must fix (a URL or TLS that cannot work), what no
+/// retry fixes (a corrupt body), and the network hiccups a retry may fix.
+fn classify_transport(e: ureq::Error, context: &str, timeout: Duration) -> Attempt {
+    use ureq::Error as E;
+    let fail = |e: Error| Attempt::Fail(e);
+    let retry = |reason: String| Attempt::Retry {
+        reason,
+        retry_after: None,
+        from_server: false,
+    };
     match e {
-        ureq::Error::BadUri(_) => Attempt::Fail(Error::input(
+        E::BadUri(_) | E::Http(_) => fail(Error::input(
             "config 'base_url'",
-            format!("not a usable URL ({e}); check 'base_url'"),
+            format!("cannot build a request from it ({e}); check 'base_url'"),
         )),
-        other => Attempt::Retry {
-            reason: format!("connection problem: {other}"),
-            retry_after: None,
-        },
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired | E::RequireHttpsOnly(_) => {
+            fail(tls_failed(context, &e.to_string()))
+        }
+        E::Decompress(kind, inner) => fail(Error::UnexpectedResponse {
+            context: context.to_string(),
+            detail: format!(
+                "the {kind}-compressed body cannot be decompressed ({inner}); a proxy may be \
+                 corrupting responses"
+            ),
+        }),
+        E::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            fail(Error::UnexpectedResponse {
+                context: context.to_string(),
+                detail: format!("the body cannot be read ({e})"),
+            })
+        }
+        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => fail(Error::UnexpectedResponse {
+            context: context.to_string(),
+            detail: format!("the response is too large ({e})"),
+        }),
+        E::Timeout(_) => retry(format!(
+            "no complete answer within {} s (timeout: {e})",
+            timeout.as_secs()
+        )),
+        E::HostNotFound => retry(
+            "cannot resolve the host of 'base_url' (DNS); check 'base_url' and the network".into(),
+        ),
+        other => retry(format!("connection problem: {other}")),
     }
 }
 
@@ -284,6 +419,7 @@ fn classify_status(
                 message.map(|m| format!(" ({m})")).unwrap_or_default()
             ),
             retry_after,
+            from_server: true,
         };
     }
     Attempt::Fail(Error::Rejected {
@@ -375,11 +511,72 @@ mod tests {
     }
 
     #[test]
+    fn one_request_with_all_its_retries_ends_within_the_budget() {
+        // A server that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::thread::spawn(move || {
+            let conns: Vec<_> = listener.incoming().take(5).collect();
+            std::thread::sleep(Duration::from_secs(8));
+            drop(conns);
+        });
+        let mut config = Config::with_token("t0ken", &url).unwrap();
+        config.max_retries = 20;
+        let mut client = Client::new(&config, Duration::from_millis(1));
+        client.budget = Duration::from_secs(3);
+        let started = Instant::now();
+        let mut waits = 0;
+        let err = client
+            .get(
+                &Request {
+                    path: "/server".into(),
+                    query: Vec::new(),
+                },
+                "x",
+                &mut |_| waits += 1,
+            )
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err, Error::Unavailable { server: false, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no time left"), "{err}");
+        drop(held);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_redirect_is_a_config_error_naming_the_location() {
+        let e = redirected("/server", 301, "https://elsewhere.example/server");
+        assert_eq!(e.failure_type(), crate::error::FailureType::Config);
+        let m = e.to_string();
+        assert!(
+            m.contains("redirected (HTTP 301) to \"https://elsewhere.example/server\""),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let base = Duration::from_secs(1);
         for attempt in 1..10 {
             let d = backoff(base, attempt);
-            assert!(d >= base / 2 && d <= MAX_BACKOFF, "{d:?}");
+            assert!(d >= base / 2 && d <= MAX_BACKOFF && d <= MAX_WAIT, "{d:?}");
         }
         assert_eq!(backoff(Duration::ZERO, 3), Duration::ZERO);
     }

@@ -12,8 +12,9 @@ use crate::catalog::{self, SelectedStream, Selection};
 use crate::client::{Client, Request};
 use crate::config::{self, Config};
 use crate::error::Error;
-use crate::protocol::{Emitter, Level};
+use crate::protocol::{Emitter, Level, StreamStatus};
 use crate::state::{self, InputState};
+use crate::streams::OptIn;
 use crate::sync::{self, ReadPlan};
 
 pub const DOCUMENTATION_URL: &str = "https://postmarkapp.com/developer/api/overview";
@@ -55,22 +56,61 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
     };
     let client = Client::new(&config, rt.retry_base);
     let request = Request {
-        path: "/server",
+        path: "/server".into(),
         query: Vec::new(),
     };
-    let mut retries = Vec::new();
-    let result = client.get(
-        &request,
-        "checking the connection (GET /server)",
-        &mut |m| retries.push(m),
-    );
-    for m in retries {
-        out.log(Level::Warn, &m)?;
+    let context = "checking the connection (GET /server)";
+    // Each retry is logged as it happens, before its wait starts.
+    let mut log_error = None;
+    let result = client.get(&request, context, &mut |m| {
+        if let Err(e) = out.log(Level::Warn, &m) {
+            log_error.get_or_insert(e);
+        }
+    });
+    if let Some(e) = log_error {
+        return Err(e);
     }
-    match result {
-        Ok(_) => out.connection_status(Ok(())),
+    match result.and_then(|body| server_object(&body, context)) {
+        Ok(()) => out.connection_status(Ok(())),
         Err(e) if e.is_user_fixable() => out.connection_status(Err(e.to_string())),
         Err(e) => Err(e),
+    }
+}
+
+/// `check` passes only if `/server` answered with a Postmark server object (`ID` and
+/// `Name`), not any 200: a landing page or a proxy's `{}` means `base_url` is wrong. The
+/// body itself is never quoted: it lists the server's API tokens.
+fn server_object(body: &str, context: &str) -> Result<(), Error> {
+    let not_postmark = |what: &str| {
+        Error::input(
+            "config 'base_url'",
+            format!(
+                "{context} answered HTTP 200 with {what} instead of a Postmark server object \
+                 (with \"ID\" and \"Name\"); set 'base_url' to the Postmark API \
+                 (default https://api.postmarkapp.com)"
+            ),
+        )
+    };
+    let value: Value = serde_json::from_str(body).map_err(|_| {
+        let start = body.trim_start();
+        if start.starts_with('<') {
+            not_postmark("an HTML or XML page")
+        } else if start.is_empty() {
+            not_postmark("an empty body")
+        } else {
+            not_postmark("a body that is not JSON")
+        }
+    })?;
+    let ok = value.get("ID").is_some_and(Value::is_u64)
+        && value.get("Name").is_some_and(Value::is_string);
+    if ok {
+        Ok(())
+    } else if value.is_object() {
+        Err(not_postmark(
+            "a JSON object without a numeric \"ID\" and a \"Name\"",
+        ))
+    } else {
+        Err(not_postmark("JSON that is not an object"))
     }
 }
 
@@ -107,6 +147,7 @@ pub fn read<W: Write>(
     out: &mut Emitter<W>,
 ) -> Result<Option<Error>, Error> {
     let config = load_config(inputs.config, rt, out)?;
+    let mut skipped_opt_in = Vec::new();
     let selection = match (inputs.catalog, inputs.singer) {
         (Some(p), true) => catalog::load_singer(p)?,
         (Some(p), false) => catalog::load_airbyte(p)?,
@@ -115,6 +156,25 @@ pub fn read<W: Write>(
             unknown: Vec::new(),
         },
     };
+    let mut selection = selection;
+    selection.streams.retain(|s| match s.spec.opt_in {
+        Some(OptIn::MessageEvents) if !config.message_events => {
+            skipped_opt_in.push(s.spec.name);
+            false
+        }
+        _ => true,
+    });
+    for name in &skipped_opt_in {
+        out.log(
+            Level::Warn,
+            &format!(
+                "stream '{name}' is selected but not read: it costs one request per outbound \
+                 message; set \"message_events\": true in the config to read it"
+            ),
+        )?;
+        out.stream_status(name, StreamStatus::Started)?;
+        out.stream_status(name, StreamStatus::Incomplete)?;
+    }
     let state: InputState = match inputs.state {
         Some(p) => state::load(p)?,
         None => InputState::default(),
@@ -127,7 +187,7 @@ pub fn read<W: Write>(
             )?;
         }
     }
-    let plan = ReadPlan {
+    let mut plan = ReadPlan {
         config,
         streams: selection.streams,
         unknown_streams: if inputs.singer {
@@ -140,6 +200,7 @@ pub fn read<W: Write>(
         retry_base: rt.retry_base,
         progress_every: rt.progress_every,
     };
+    check_state(&mut plan, inputs.state, out)?;
     let outcome = sync::run(&plan, out)?;
     Ok(outcome.failed)
 }
@@ -147,6 +208,34 @@ pub fn read<W: Write>(
 /// Singer capabilities (`--about`); `activate-version`: full-table streams end with
 /// ACTIVATE_VERSION, so targets drop rows Postmark no longer has.
 pub const CAPABILITIES: [&str; 5] = ["catalog", "discover", "state", "about", "activate-version"];
+
+/// State sanity (see [`state::sanitize`]): future cursors are a config error, late ones
+/// are reset and ancient ones start at the retention edge, each with a warning.
+fn check_state<W: Write>(
+    plan: &mut ReadPlan,
+    path: Option<&Path>,
+    out: &mut Emitter<W>,
+) -> Result<(), Error> {
+    let floor = plan
+        .config
+        .start_date
+        .unwrap_or(plan.now - chrono::Duration::days(config::MAX_RETENTION_DAYS));
+    let end = plan.range_end();
+    let read: Vec<&str> = plan
+        .streams
+        .iter()
+        .filter(|s| s.incremental)
+        .map(|s| s.spec.name)
+        .collect();
+    let warnings = state::sanitize(&mut plan.state, &read, plan.now, end, floor).map_err(|m| {
+        let what = path.map_or("state".to_string(), |p| format!("state '{}'", p.display()));
+        Error::input(what, m)
+    })?;
+    for w in warnings {
+        out.log(Level::Warn, &w)?;
+    }
+    Ok(())
+}
 
 pub fn about<W: Write>(json_format: bool, out: &mut Emitter<W>) -> Result<(), Error> {
     let mut settings = config::connection_specification();

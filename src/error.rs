@@ -6,8 +6,10 @@
 //! to change after a `;`. No message ever contains a token: tokens travel only in request
 //! headers, and config values are never echoed for secret fields.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::sync::RwLock;
 
 /// Airbyte's `failure_type` for TRACE ERROR messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +52,18 @@ pub enum Error {
         context: String,
         attempts: u32,
         last: String,
+        /// The server itself answered 429/5xx (so pacing hints apply), not the network.
+        server: bool,
     },
     /// Postmark answered with something we cannot read.
     UnexpectedResponse { context: String, detail: String },
     /// Rows that no filter can reach, and the user asked to fail in that case.
     UnreachableRows { stream: String, rows: u64 },
+    /// A window kept changing on every read (Postmark still indexing it): no consistent
+    /// read within the bound; a later sync can succeed.
+    Unsettled { stream: String, detail: String },
+    /// A bug: a thread panicked, or a stream ended neither complete nor failed.
+    Internal { context: String, detail: String },
     /// Writing to stdout failed (a closed pipe is handled as a normal end).
     Stdout(io::Error),
 }
@@ -72,10 +81,16 @@ impl Error {
             Error::Usage(_) | Error::Input { .. } | Error::Unauthorized { .. } => {
                 FailureType::Config
             }
-            Error::Unavailable { .. } => FailureType::Transient,
+            Error::Unavailable { .. } | Error::Unsettled { .. } => FailureType::Transient,
+            // Forbidden, not found, proxy authentication: the token's rights or 'base_url'.
+            Error::Rejected {
+                status: 403 | 404 | 407,
+                ..
+            } => FailureType::Config,
             Error::Rejected { .. }
             | Error::UnexpectedResponse { .. }
             | Error::UnreachableRows { .. }
+            | Error::Internal { .. }
             | Error::Stdout(_) => FailureType::System,
         }
     }
@@ -129,24 +144,44 @@ impl fmt::Display for Error {
                 status,
                 code,
                 message,
-            } => match code {
-                Some(c) => write!(
-                    f,
-                    "postmark rejected the request while {context} (HTTP {status}, ErrorCode {c}): {message}"
-                ),
-                None => write!(
-                    f,
-                    "postmark rejected the request while {context} (HTTP {status}): {message}"
-                ),
-            },
+            } => {
+                match code {
+                    Some(c) => write!(
+                        f,
+                        "postmark rejected the request while {context} (HTTP {status}, ErrorCode {c}): {message}"
+                    )?,
+                    None => write!(
+                        f,
+                        "postmark rejected the request while {context} (HTTP {status}): {message}"
+                    )?,
+                }
+                match status {
+                    403 => f.write_str("; the token lacks the rights for this; use a Server API token of this server"),
+                    404 => f.write_str("; check 'base_url' (it must be the Postmark API itself, e.g. https://api.postmarkapp.com)"),
+                    407 => f.write_str("; a proxy between here and Postmark wants authentication"),
+                    _ => Ok(()),
+                }
+            }
             Error::Unavailable {
                 context,
                 attempts,
                 last,
+                server: true,
             } => write!(
                 f,
                 "postmark kept failing while {context} after {attempts} attempts; last error: {last}; \
                  try again later, or lower 'max_concurrency'/'max_requests_per_second'"
+            ),
+            Error::Unavailable {
+                context,
+                attempts,
+                last,
+                server: false,
+            } => write!(
+                f,
+                "cannot reach postmark while {context} after {attempts} attempts; last error: {last}; \
+                 check the network and 'base_url', raise 'request_timeout_seconds' if answers are slow, \
+                 and try again later"
             ),
             Error::UnexpectedResponse { context, detail } => {
                 write!(f, "unexpected response while {context}: {detail}")
@@ -157,12 +192,86 @@ impl fmt::Display for Error {
                  per query and one second of one message stream with one status holds more; \
                  set 'fail_on_unreachable_rows' to false to sync the reachable rows with a warning"
             ),
+            Error::Unsettled { stream, detail } => write!(
+                f,
+                "'{stream}' could not be read consistently: {detail}; nothing after the last \
+                 complete window is checkpointed; run the sync again later, or raise \
+                 'window_lag_seconds' so windows close before Postmark finishes indexing them"
+            ),
+            Error::Internal { context, detail } => write!(
+                f,
+                "internal error while {context}: {detail}; this is a bug in source-postmark, \
+                 please report it; nothing after the last complete window is checkpointed"
+            ),
             Error::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// Every configured secret, so that the few places that write text out (protocol LOG and
+/// TRACE messages, the CONNECTION_STATUS message, the final stderr line) can blank them
+/// even when a server or proxy echoes one back inside an error body.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+const MAX_SECRETS: usize = 16;
+
+/// Remembers a configured secret for [`redact`]. Very short values are not registered:
+/// blanking every "a" would garble messages and protect nothing.
+pub fn register_secret(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    if let Ok(mut s) = SECRETS.write() {
+        // One run reads one config (a token or two); the bound keeps memory flat when a
+        // fuzzer or an embedder validates many configs in one process.
+        if s.len() < MAX_SECRETS && !s.iter().any(|x| x == secret) {
+            s.push(secret.to_string());
+        }
+    }
+}
+
+/// `text` with every registered secret (matched ASCII-case-insensitively, also in its
+/// JSON-escaped form) replaced by `***`.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let Ok(secrets) = SECRETS.read() else {
+        return Cow::Borrowed(text);
+    };
+    let mut out = Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        let escaped = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        for needle in [secret.as_str(), escaped] {
+            if needle.is_empty() {
+                continue;
+            }
+            if let Some(replaced) = replace_ignore_ascii_case(&out, needle) {
+                out = Cow::Owned(replaced);
+            }
+        }
+    }
+    out
+}
+
+fn replace_ignore_ascii_case(hay: &str, needle: &str) -> Option<String> {
+    // ASCII lowercasing keeps every byte offset, so matches map back onto `hay`.
+    let lower_hay = hay.to_ascii_lowercase();
+    let lower_needle = needle.to_ascii_lowercase();
+    let mut found = lower_hay.match_indices(&lower_needle).peekable();
+    found.peek()?;
+    let mut out = String::with_capacity(hay.len());
+    let mut last = 0;
+    for (i, _) in found {
+        if i < last || !hay.is_char_boundary(i) || !hay.is_char_boundary(i + needle.len()) {
+            continue;
+        }
+        out.push_str(&hay[last..i]);
+        out.push_str("***");
+        last = i + needle.len();
+    }
+    out.push_str(&hay[last..]);
+    Some(out)
+}
 
 /// Shortens a response body quoted in an error to something readable.
 pub fn truncate_for_message(body: &str) -> String {
@@ -198,6 +307,16 @@ mod tests {
             message: "Invalid date".into(),
         };
         assert!(!other.is_window_too_large());
+    }
+
+    #[test]
+    fn registered_secrets_are_blanked_in_any_case_and_escaping() {
+        register_secret("Tok\"en-5f2a");
+        let text = "echo: Tok\"en-5f2a / tok\\\"EN-5F2A / other";
+        let r = redact(text);
+        assert!(!r.to_ascii_lowercase().contains("en-5f2a"), "{r}");
+        assert!(r.contains("other"));
+        assert_eq!(redact("nothing here"), "nothing here");
     }
 
     #[test]

@@ -12,7 +12,8 @@ fn main() -> ExitCode {
         // Rust ignores SIGPIPE, so `| head` arrives as an error: a normal way to end.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // A server may echo the token inside an error body: blank it.
+            eprintln!("error: {}", source_postmark::error::redact(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -18,7 +18,7 @@ use std::io::{self, BufWriter, Write};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::error::Error;
+use crate::error::{redact, Error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -130,15 +130,24 @@ impl<W: Write> Emitter<W> {
             .map_err(|e| Error::Stdout(io::Error::new(e.error().kind(), e.error().to_string())))
     }
 
+    /// A log line. Secrets are blanked; warnings and errors are flushed at once, so a
+    /// wait they announce is visible before it starts.
     pub fn log(&mut self, level: Level, message: &str) -> Result<(), Error> {
         if level == Level::Warn {
             self.count_warning(message);
         }
+        let message = redact(message);
         match self.protocol {
-            Protocol::Airbyte => self.message(&json!({
-                "type": "LOG",
-                "log": {"level": level.airbyte(), "message": message}
-            })),
+            Protocol::Airbyte => {
+                self.message(&json!({
+                    "type": "LOG",
+                    "log": {"level": level.airbyte(), "message": message}
+                }))?;
+                if level != Level::Info {
+                    self.flush()?;
+                }
+                Ok(())
+            }
             Protocol::Singer => {
                 eprintln!("{} {message}", level.singer());
                 Ok(())
@@ -223,12 +232,13 @@ impl<W: Write> Emitter<W> {
 
     /// Airbyte TRACE ERROR (Singer: a CRITICAL line on stderr).
     pub fn trace_error(&mut self, error: &Error, stream: Option<&str>) -> Result<(), Error> {
-        let message = error.to_string();
+        let message = redact(&error.to_string()).into_owned();
         match self.protocol {
             Protocol::Airbyte => {
+                let internal = redact(&format!("{error:?}")).into_owned();
                 let mut err = json!({
                     "message": message,
-                    "internal_message": format!("{error:?}").chars().take(500).collect::<String>(),
+                    "internal_message": internal.chars().take(500).collect::<String>(),
                     "failure_type": error.failure_type().as_str(),
                 });
                 if let Some(s) = stream {
@@ -285,7 +295,7 @@ impl<W: Write> Emitter<W> {
     pub fn connection_status(&mut self, result: Result<(), String>) -> Result<(), Error> {
         let status = match result {
             Ok(()) => json!({"status": "SUCCEEDED"}),
-            Err(m) => json!({"status": "FAILED", "message": m}),
+            Err(m) => json!({"status": "FAILED", "message": redact(&m)}),
         };
         self.message(&json!({"type": "CONNECTION_STATUS", "connectionStatus": status}))
     }
@@ -295,12 +305,12 @@ impl<W: Write> Emitter<W> {
         &mut self,
         stream: &str,
         schema: &Value,
-        key: &str,
+        key: &[&str],
         bookmark: Option<&str>,
     ) -> Result<(), Error> {
         if self.protocol == Protocol::Singer {
             let mut msg = json!({"type": "SCHEMA", "stream": stream, "schema": schema,
-                                 "key_properties": [key]});
+                                 "key_properties": key});
             if let Some(b) = bookmark {
                 msg["bookmark_properties"] = json!([b]);
             }

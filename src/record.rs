@@ -10,10 +10,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::streams::{Envelope, Shape, MASK};
 
 /// A JSON object as borrowed (key, raw value) pairs, in input order.
 pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -63,26 +66,83 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 pub struct Page<'a> {
     pub total: Option<u64>,
     pub records: Vec<&'a RawValue>,
+    /// Records built from scalar fields of the envelope (`InactiveMails`).
+    pub built: Vec<Box<RawValue>>,
+    /// Fields of the envelope every record carries (`MessageID` of a details body).
+    pub carried: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
-/// Reads the envelope `{"TotalCount": n, "<records_key>": [...]}`.
-pub fn parse_page<'a>(body: &'a str, records_key: &str) -> Result<Page<'a>, String> {
-    let envelope: RawObject<'a> =
+impl<'a> Page<'a> {
+    /// Every record: the envelope's array (or object), then those built from scalars.
+    pub fn all(&self) -> Vec<&RawValue> {
+        let mut all: Vec<&RawValue> = self.records.to_vec();
+        all.extend(self.built.iter().map(|b| &**b));
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() + self.built.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn array<'a>(v: &'a RawValue, key: &str) -> Result<Vec<&'a RawValue>, String> {
+    serde_json::from_str::<Vec<&'a RawValue>>(v.get())
+        .map_err(|e| format!("'{key}' is not an array ({e})"))
+}
+
+/// Reads a response body as `envelope` describes it.
+pub fn parse_page<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, String> {
+    let fields: RawObject<'a> =
         serde_json::from_str(body).map_err(|e| format!("the body is not a JSON object ({e})"))?;
-    let mut total = None;
-    let mut records = None;
-    for (k, v) in envelope.0 {
+    let mut page = Page {
+        total: None,
+        records: Vec::new(),
+        built: Vec::new(),
+        carried: Vec::new(),
+    };
+    let key = match envelope {
+        Envelope::Object => {
+            let whole: &'a RawValue = serde_json::from_str(body)
+                .map_err(|e| format!("the body is not a JSON object ({e})"))?;
+            page.records.push(whole);
+            return Ok(page);
+        }
+        Envelope::List(k) | Envelope::Nested { key: k, .. } => k,
+        Envelope::ListAndScalars { key, .. } => key,
+    };
+    let mut found = false;
+    for (k, v) in fields.0 {
         if k == "TotalCount" {
-            total = serde_json::from_str::<u64>(v.get()).ok();
-        } else if k == records_key {
-            records = Some(
-                serde_json::from_str::<Vec<&'a RawValue>>(v.get())
-                    .map_err(|e| format!("'{records_key}' is not an array ({e})"))?,
-            );
+            page.total = serde_json::from_str::<u64>(v.get()).ok();
+        } else if k == key {
+            found = true;
+            page.records = array(v, key)?;
+        } else {
+            match envelope {
+                Envelope::Nested { carry, .. } if carry.iter().any(|c| *c == k) => {
+                    page.carried.push((k, v));
+                }
+                Envelope::ListAndScalars { scalars, .. } if scalars.iter().any(|c| *c == k) => {
+                    let name = serde_json::to_string(&*k).unwrap_or_default();
+                    let rec = format!("{{\"Name\":{name},\"Count\":{}}}", v.get());
+                    let built = RawValue::from_string(rec)
+                        .map_err(|e| format!("'{k}' is not a JSON value ({e})"))?;
+                    page.built.push(built);
+                }
+                _ => {}
+            }
         }
     }
-    let records = records.ok_or_else(|| format!("the body has no '{records_key}' array"))?;
-    Ok(Page { total, records })
+    // A stats body with no activity at all is `{"Days": []}`, but an empty envelope that
+    // lacks the array is a different answer than the one this stream expects.
+    if !found {
+        return Err(format!("the body has no '{key}' array"));
+    }
+    Ok(page)
 }
 
 /// Queries ask for whole seconds and never name an ambiguous wall time, so a correct answer
@@ -112,11 +172,62 @@ pub fn oldest_cursor(records: &[&RawValue], field: &str) -> Option<(DateTime<Utc
     oldest.map(|o| (o, rows))
 }
 
+/// Records more than this far outside their window cannot be explained by a time zone:
+/// the server ignored the date filter.
+const DAYS_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::hours(27);
+
+/// Of the `records` with a readable `field`: how many there are, and how many lie within
+/// `slack` of `window`. A page none of whose rows is near its window contradicts its query.
+pub fn rows_near_window(
+    records: &[&RawValue],
+    field: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    slack: chrono::TimeDelta,
+) -> (u64, u64) {
+    let (mut rows, mut near) = (0, 0);
+    for raw in records {
+        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+            continue;
+        };
+        let t = obj
+            .0
+            .iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| normalise_datetime(v.get()));
+        if let Some(t) = t {
+            rows += 1;
+            if t >= window.0 - slack && t < window.1 + slack {
+                near += 1;
+            }
+        }
+    }
+    (rows, near)
+}
+
 /// How records of one stream are rewritten.
 pub struct Shaper {
     datetime_fields: Vec<String>,
     cursor_field: Option<String>,
     excluded: Vec<String>,
+    /// Primary key fields: records without a value (or with `null`) for one of them are
+    /// counted and not emitted.
+    key: Vec<String>,
+    /// Masked paths, split into steps (`["HttpHeaders", "[]", "Value"]`).
+    masked: Vec<Vec<String>>,
+    shape: Shape,
+}
+
+/// What a page's query asked for, to check its records against, and the fields it adds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'q> {
+    /// The time window (records outside it are dropped when the stream has a cursor field).
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `(field, value)`: the filter the query sent, echoed in every record
+    /// (`MessageStream`). Records with another value are not emitted here.
+    pub partition: Option<(&'q str, &'q str)>,
+    /// Fields written first into every record (`MessageStream` of the query, `MessageID` of
+    /// a details body); a record's own field of the same name is then left out.
+    pub extra: &'q [Extra<'q>],
 }
 
 /// What happened to one page's records.
@@ -128,8 +239,28 @@ pub struct PageTally {
     /// Records more than [`FAR_OUTSIDE`] outside their window: a sign Postmark reads the date
     /// filter in another time zone than US Eastern.
     pub far_outside: u64,
+    /// Records more than [`DAYS_OUTSIDE`] outside their window: the date filter was ignored.
+    pub days_outside: u64,
     /// Records whose cursor was missing or unreadable (emitted, never dropped).
     pub no_cursor: u64,
+    /// Records without their primary key (not emitted).
+    pub keyless: u64,
+    /// Records whose key was already seen by this window (not emitted again).
+    pub repeated: u64,
+    /// Records of another partition than the one filtered on (not emitted here).
+    pub other_partition: u64,
+}
+
+/// A field added to every record: name and raw JSON value.
+pub type Extra<'a> = (Cow<'a, str>, &'a str);
+
+/// What [`Shaper::write_record`] noticed in a record (raw JSON values).
+#[derive(Default)]
+struct Fields<'a> {
+    cursor: Option<DateTime<Utc>>,
+    /// The key's raw JSON: the value of a one-field key, `[v1,v2,...]` for a composite one.
+    key: Option<Cow<'a, str>>,
+    partition: Option<&'a str>,
 }
 
 impl Shaper {
@@ -142,7 +273,28 @@ impl Shaper {
             datetime_fields,
             cursor_field: cursor_field.map(str::to_string),
             excluded,
+            key: Vec::new(),
+            masked: Vec::new(),
+            shape: Shape::AsIs,
         }
+    }
+
+    /// Records without a value for every field of `key` are counted and not emitted.
+    pub fn with_primary_key(mut self, key: &[&str]) -> Shaper {
+        self.key = key.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// The shaper of a stream's records, as its table row describes them.
+    pub fn for_stream(spec: &crate::streams::StreamSpec, excluded: Vec<String>) -> Shaper {
+        let mut shaper = Shaper::new(spec.datetime_fields(), spec.cursor_field(), excluded)
+            .with_primary_key(spec.primary_key);
+        if !matches!(spec.cursor, crate::streams::Cursor::Field(_)) {
+            shaper.cursor_field = None;
+        }
+        shaper.masked = spec.masked.iter().map(|p| mask_steps(p)).collect();
+        shaper.shape = spec.shape;
+        shaper
     }
 
     /// Writes every record of `records` that lies in `window` (when the stream has a cursor
@@ -154,38 +306,156 @@ impl Shaper {
         buf: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<PageTally, ShapeError<E>> {
+        let query = Query {
+            window,
+            ..Query::default()
+        };
+        self.shape_checked(records, query, buf, &mut |_| true, emit)
+    }
+
+    /// Like [`Shaper::shape_page`], checking each record against its query: a record
+    /// without its primary key, of another partition, or whose key `is_new` says was seen
+    /// already (the raw JSON of the key is passed; every keyed record is offered, even one
+    /// outside the window) is counted and not emitted. Unpivoted streams check each record
+    /// they build.
+    pub fn shape_checked<E>(
+        &self,
+        records: &[&RawValue],
+        query: Query,
+        buf: &mut Vec<u8>,
+        is_new: &mut dyn FnMut(&str) -> bool,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<PageTally, ShapeError<E>> {
         let mut tally = PageTally::default();
+        let name_key: Cow<str> = Cow::Borrowed("Name");
+        let count_key: Cow<str> = Cow::Borrowed("Count");
+        let extra = query.extra;
+        let partition_field = query.partition.map(|p| p.0);
         for raw in records {
             let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
                 ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
             })?;
-            buf.clear();
-            let cursor = self.write_record(&obj, buf);
-            if let (Some((start, end)), Some(_)) = (window, &self.cursor_field) {
-                match cursor {
-                    Some(t) if t < start || t >= end => {
-                        tally.outside_window += 1;
-                        if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
-                            tally.far_outside += 1;
-                        }
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => tally.no_cursor += 1,
+            let multiline = has_line_break(raw.get());
+            let keep: &[&str] = match self.shape {
+                Shape::AsIs => {
+                    buf.clear();
+                    let fields = extra
+                        .iter()
+                        .map(|(k, v)| (k, *v))
+                        .chain(obj.0.iter().map(|(k, v)| (k, v.get())));
+                    let found =
+                        self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                    self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
+                    continue;
                 }
+                Shape::Unpivot { keep } => keep,
+            };
+            for (name, value) in obj.0.iter().filter(|(k, _)| !keep.contains(&k.as_ref())) {
+                buf.clear();
+                let name_json = serde_json::to_string(name.as_ref()).unwrap_or_default();
+                let fields = extra
+                    .iter()
+                    .map(|(k, v)| (k, *v))
+                    .chain(
+                        obj.0
+                            .iter()
+                            .filter(|(k, _)| keep.contains(&k.as_ref()))
+                            .map(|(k, v)| (k, v.get())),
+                    )
+                    .chain([(&name_key, name_json.as_str()), (&count_key, value.get())]);
+                let found = self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
             }
-            emit(buf).map_err(ShapeError::Emit)?;
-            tally.emitted += 1;
         }
         Ok(tally)
     }
 
-    /// Serializes one record into `buf`; returns the cursor instant when there is one.
-    fn write_record(&self, obj: &RawObject, buf: &mut Vec<u8>) -> Option<DateTime<Utc>> {
-        let mut cursor = None;
+    fn check_and_emit<E>(
+        &self,
+        fields: Fields,
+        query: &Query,
+        buf: &[u8],
+        is_new: &mut dyn FnMut(&str) -> bool,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+        tally: &mut PageTally,
+    ) -> Result<(), ShapeError<E>> {
+        if !self.key.is_empty() {
+            match &fields.key {
+                None => {
+                    tally.keyless += 1;
+                    return Ok(());
+                }
+                Some(k) if !is_new(k) => {
+                    tally.repeated += 1;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((_, want)) = query.partition {
+            let got = fields
+                .partition
+                .and_then(|v| serde_json::from_str::<&str>(v).ok());
+            if got.is_some_and(|g| g != want) {
+                tally.other_partition += 1;
+                return Ok(());
+            }
+        }
+        if let (Some((start, end)), Some(_)) = (query.window, &self.cursor_field) {
+            match fields.cursor {
+                Some(t) if t < start || t >= end => {
+                    tally.outside_window += 1;
+                    if t < start - FAR_OUTSIDE || t >= end + FAR_OUTSIDE {
+                        tally.far_outside += 1;
+                    }
+                    if t < start - DAYS_OUTSIDE || t >= end + DAYS_OUTSIDE {
+                        tally.days_outside += 1;
+                    }
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => tally.no_cursor += 1,
+            }
+        }
+        emit(buf).map_err(ShapeError::Emit)?;
+        tally.emitted += 1;
+        Ok(())
+    }
+
+    /// Serializes one record into `buf`; returns the fields its checks need. The first
+    /// `n_extra` fields are added ones: later fields of the same name are left out (but the
+    /// record's own `partition_field` is still what the partition check reads).
+    /// `multiline`: the record's text holds line breaks, which values must not carry over.
+    fn write_record<'f>(
+        &self,
+        fields: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
+        n_extra: usize,
+        partition_field: Option<&str>,
+        multiline: bool,
+        buf: &mut Vec<u8>,
+    ) -> Fields<'f> {
+        let mut found = Fields::default();
+        let mut key_values: Vec<Option<&'f str>> = vec![None; self.key.len()];
+        let mut written: Vec<&str> = Vec::new();
         buf.push(b'{');
         let mut first = true;
-        for (key, value) in &obj.0 {
+        for (i, (key, value)) in fields.enumerate() {
+            let own = i >= n_extra;
+            if own && partition_field == Some(key.as_ref()) {
+                found.partition = Some(value);
+            }
+            if n_extra > 0 {
+                if !own {
+                    written.push(key.as_ref());
+                } else if written.contains(&key.as_ref()) {
+                    continue;
+                }
+            }
+            if value != "null" {
+                if let Some(k) = self.key.iter().position(|k| k == key) {
+                    key_values[k] = Some(value);
+                }
+            }
             if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
                 continue;
             }
@@ -195,22 +465,103 @@ impl Shaper {
             first = false;
             write_key(key, buf);
             buf.push(b':');
+            if !self.masked.is_empty() {
+                if let Some(masked) = self.mask(key, value) {
+                    buf.extend_from_slice(masked.as_bytes());
+                    continue;
+                }
+            }
+            let multiline = multiline || (!own && has_line_break(value));
             if self.datetime_fields.iter().any(|f| f == key) {
-                match normalise_datetime(value.get()) {
+                match normalise_datetime(value) {
                     Some(t) => {
                         if self.cursor_field.as_deref() == Some(key) {
-                            cursor = Some(t);
+                            found.cursor = Some(t);
                         }
                         write_utc(t, buf);
                     }
-                    None => buf.extend_from_slice(value.get().as_bytes()),
+                    None => copy_value(value, multiline, buf),
                 }
             } else {
-                buf.extend_from_slice(value.get().as_bytes());
+                copy_value(value, multiline, buf);
             }
         }
         buf.push(b'}');
-        cursor
+        found.key = match key_values.as_slice() {
+            [Some(one)] => Some(Cow::Borrowed(*one)),
+            many if !many.is_empty() && many.iter().all(Option::is_some) => {
+                let parts: Vec<&str> = many.iter().flatten().copied().collect();
+                Some(Cow::Owned(format!("[{}]", parts.join(","))))
+            }
+            _ => None,
+        };
+        found
+    }
+
+    /// The value of top-level field `key` with its masked parts replaced, if it has any.
+    fn mask(&self, key: &str, value: &str) -> Option<String> {
+        let paths: Vec<&[String]> = self
+            .masked
+            .iter()
+            .filter(|p| p.first().is_some_and(|f| f == key))
+            .map(|p| &p[1..])
+            .collect();
+        if paths.is_empty() {
+            return None;
+        }
+        // A value that is not JSON cannot come from serde's raw scan; mask it whole.
+        let mut v: Value = serde_json::from_str(value).unwrap_or(Value::from(MASK));
+        for p in paths {
+            mask_value(&mut v, p);
+        }
+        Some(v.to_string())
+    }
+}
+
+/// `"HttpHeaders[].Value"` → `["HttpHeaders", "[]", "Value"]`.
+fn mask_steps(path: &str) -> Vec<String> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        match part.strip_suffix("[]") {
+            Some(field) => {
+                steps.push(field.to_string());
+                steps.push("[]".to_string());
+            }
+            None => steps.push(part.to_string()),
+        }
+    }
+    steps
+}
+
+/// Replaces what `steps` points at inside `v` by [`MASK`]; nulls stay null (nothing to hide).
+fn mask_value(v: &mut Value, steps: &[String]) {
+    let Some((step, rest)) = steps.split_first() else {
+        if !v.is_null() {
+            *v = Value::from(MASK);
+        }
+        return;
+    };
+    if step == "[]" {
+        if let Some(items) = v.as_array_mut() {
+            items.iter_mut().for_each(|item| mask_value(item, rest));
+        }
+    } else if let Some(inner) = v.get_mut(step.as_str()) {
+        mask_value(inner, rest);
+    }
+}
+
+fn has_line_break(raw: &str) -> bool {
+    raw.bytes().any(|b| b == b'\n' || b == b'\r')
+}
+
+/// Copies a raw value. A record line becomes one protocol message line as it is, so the
+/// line breaks of a pretty-printed body are left out: JSON allows no raw line break inside a
+/// string, so each one is whitespace between tokens (found by fuzzing).
+fn copy_value(raw: &str, multiline: bool, buf: &mut Vec<u8>) {
+    if multiline {
+        buf.extend(raw.bytes().filter(|b| *b != b'\n' && *b != b'\r'));
+    } else {
+        buf.extend_from_slice(raw.as_bytes());
     }
 }
 
@@ -248,6 +599,9 @@ pub fn normalise_datetime(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(inner)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        // RFC 3339 has four-digit years: an offset that moves 0000-01-01 or 9999-12-31 past
+        // them in UTC is left as it came rather than written as `-0001-…` (found by fuzzing).
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// `"2025-03-11T18:02:37.512483Z"`: UTC, `Z`, six digits (or none when whole seconds).
@@ -271,7 +625,7 @@ mod tests {
         shaper: &Shaper,
         window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> (Vec<serde_json::Value>, PageTally) {
-        let page = parse_page(body, "Messages").unwrap();
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
         let mut out = Vec::new();
         let mut buf = Vec::new();
         let tally = shaper
@@ -327,6 +681,68 @@ mod tests {
     }
 
     #[test]
+    fn keyless_repeated_and_other_partition_records_are_counted_not_emitted() {
+        let body = r#"{"Messages":[
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":null,"MessageStream":"outbound"},
+            {"MessageStream":"outbound"},
+            {"MessageID":"a","MessageStream":"outbound"},
+            {"MessageID":"b","MessageStream":"broadcast"},
+            {"MessageID":"c","MessageStream":"outbound"}]}"#;
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
+        let shaper = Shaper::new(vec![], None, vec![]).with_primary_key(&["MessageID"]);
+        let query = Query {
+            window: None,
+            partition: Some(("MessageStream", "outbound")),
+            extra: &[],
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut offered = Vec::new();
+        let mut out = Vec::new();
+        let tally = shaper
+            .shape_checked::<()>(
+                &page.records,
+                query,
+                &mut Vec::new(),
+                &mut |k| {
+                    offered.push(k.to_string());
+                    seen.insert(k.to_string())
+                },
+                &mut |line| {
+                    out.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
+                    Ok(())
+                },
+            )
+            .map_err(|_| ())
+            .unwrap();
+        let ids: Vec<_> = out.iter().map(|r| r["MessageID"].clone()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(
+            (
+                tally.emitted,
+                tally.keyless,
+                tally.repeated,
+                tally.other_partition
+            ),
+            (2, 2, 1, 1)
+        );
+        // Every keyed record is offered as raw JSON, even one of another partition.
+        assert_eq!(offered, vec!["\"a\"", "\"a\"", "\"b\"", "\"c\""]);
+    }
+
+    #[test]
+    fn records_days_outside_their_window_are_told_apart_from_a_time_zone() {
+        let body = r#"{"Messages":[
+            {"MessageID":"zone","ReceivedAt":"2026-01-01T05:00:00Z"},
+            {"MessageID":"ignored","ReceivedAt":"2025-12-01T00:00:00Z"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], Some("ReceivedAt"), vec![]);
+        let window = Some((at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z")));
+        let (out, tally) = shape(body, &shaper, window);
+        assert!(out.is_empty());
+        assert_eq!((tally.far_outside, tally.days_outside), (2, 1));
+    }
+
+    #[test]
     fn deselected_fields_are_left_out_and_escaped_keys_survive() {
         let body = r#"{"Messages":[{"MessageID":"a","Subject":"x","We\"ird":1}]}"#;
         let shaper = Shaper::new(vec![], None, vec!["Subject".into()]);
@@ -336,11 +752,46 @@ mod tests {
     }
 
     #[test]
+    fn a_pretty_printed_page_still_gives_one_line_per_record() {
+        // Fuzzing finding: line breaks inside values were copied into the record line, which
+        // splits its RECORD message over several lines of the JSON-lines protocol.
+        let body = "{\r\n  \"Messages\": [\n    {\n      \"MessageID\": \"a\",\n      \"To\": [\n        {\"Email\": \"x@y\",\r\n \"Name\": null}\n      ],\n      \"Subject\": \"two\\nlines\"\n    }\n  ]\n}";
+        let shaper = Shaper::new(vec![], None, vec![]);
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
+        let mut lines = Vec::new();
+        let mut buf = Vec::new();
+        shaper
+            .shape_page::<()>(&page.records, None, &mut buf, &mut |line| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap());
+                Ok(())
+            })
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains(['\n', '\r']), "{:?}", lines[0]);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["To"][0]["Email"], "x@y");
+        assert_eq!(v["Subject"], "two\nlines");
+    }
+
+    #[test]
+    fn date_times_that_leave_four_digit_years_in_utc_pass_through_unchanged() {
+        // Fuzzing finding: these became "-0001-12-31T23:00:00Z" and "+10000-01-01T04:59:59Z",
+        // which are not RFC 3339.
+        let body = r#"{"Messages":[{"MessageID":"a","ReceivedAt":"0000-01-01T00:00:00+01:00"},
+            {"MessageID":"b","ReceivedAt":"9999-12-31T23:59:59-05:00"}]}"#;
+        let shaper = Shaper::new(vec!["ReceivedAt".into()], None, vec![]);
+        let (out, _) = shape(body, &shaper, None);
+        assert_eq!(out[0]["ReceivedAt"], "0000-01-01T00:00:00+01:00");
+        assert_eq!(out[1]["ReceivedAt"], "9999-12-31T23:59:59-05:00");
+    }
+
+    #[test]
     fn a_missing_records_array_is_reported() {
-        assert!(parse_page(r#"{"TotalCount":1}"#, "Bounces")
+        assert!(parse_page(r#"{"TotalCount":1}"#, Envelope::List("Bounces"))
             .err()
             .unwrap()
             .contains("'Bounces'"));
-        assert!(parse_page("<html>", "Bounces").is_err());
+        assert!(parse_page("<html>", Envelope::List("Bounces")).is_err());
     }
 }

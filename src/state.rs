@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
@@ -184,6 +184,12 @@ fn parse_stream_state(
             format!("stream '{name}': field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
         })?
         .with_timezone(&Utc);
+    // The STATE written back must parse again: RFC 3339 years are 0000–9999 (found by fuzzing).
+    if !(0..=9999).contains(&t.year()) {
+        return Err(format!(
+            "stream '{name}': field '{field}' is \"{text}\", outside the years 0000 to 9999 in UTC; expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\""
+        ));
+    }
     let in_progress = obj
         .get("in_progress")
         .and_then(|b| b.as_bool())
@@ -192,6 +198,57 @@ fn parse_stream_state(
         synced_until: t,
         in_progress,
     }))
+}
+
+/// Cursors a sync cannot take as they are. A cursor after the sync's start (`now`) was
+/// written by a wrong clock or edited by hand: trusting it would read nothing and hand it
+/// back for good, so it is rejected. One between the sync's end and its start (a larger
+/// `window_lag_seconds`, a small clock step) is reset to the sync's end with a warning:
+/// nothing before it is lost. One older than `floor` (the start date, or the longest
+/// Postmark retention) is kept, but the read starts at `floor`: that is warned about.
+/// Only the streams in `read` (read incrementally) are checked. Returns the warnings.
+pub fn sanitize(
+    state: &mut InputState,
+    read: &[&str],
+    now: DateTime<Utc>,
+    end: DateTime<Utc>,
+    floor: DateTime<Utc>,
+) -> Result<Vec<String>, String> {
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut warnings = Vec::new();
+    for (name, cursor) in state.cursors.iter_mut() {
+        if !read.contains(&name.as_str()) {
+            continue;
+        }
+        let at = cursor.synced_until;
+        if at > now {
+            return Err(format!(
+                "stream '{name}': 'synced_until' {} is in the future (this sync starts at {}); \
+                 the state was written with a wrong clock or edited; reset the stream or fix the state",
+                fmt(at),
+                fmt(now)
+            ));
+        }
+        if at > end {
+            warnings.push(format!(
+                "stream '{name}': 'synced_until' {} is after this sync's end {} \
+                 (window_lag_seconds before its start); continuing from {}",
+                fmt(at),
+                fmt(end),
+                fmt(end)
+            ));
+            cursor.synced_until = end;
+        } else if at < floor {
+            warnings.push(format!(
+                "stream '{name}': 'synced_until' {} is older than {} (the start date or the \
+                 longest Postmark retention); reading from {}: Postmark holds nothing older",
+                fmt(at),
+                fmt(floor),
+                fmt(floor)
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 #[cfg(test)]
@@ -242,6 +299,40 @@ mod tests {
         assert!(err.contains("PER_STREAM"), "{err}");
         let err = parse(&json!({"bookmarks": {"bounces": 5}})).unwrap_err();
         assert!(err.contains("'bounces'"), "{err}");
+    }
+
+    #[test]
+    fn future_cursors_are_rejected_late_ones_reset_and_ancient_ones_warned() {
+        let now = at("2026-11-20T12:00:00Z");
+        let end = at("2026-11-20T11:55:00Z");
+        let floor = at("2025-11-20T12:00:00Z");
+        let mut s =
+            parse(&json!({"bookmarks": {"bounces": {"synced_until": "2027-01-01T00:00:00Z"}}}))
+                .unwrap();
+        let err = sanitize(&mut s, &["bounces", "messages_inbound"], now, end, floor).unwrap_err();
+        assert!(err.contains("'bounces'") && err.contains("future"), "{err}");
+        let mut s = parse(&json!({"bookmarks": {
+            "bounces": {"synced_until": "2026-11-20T11:58:00Z"},
+            "messages_inbound": {"synced_until": "2020-01-01T00:00:00Z"}}}))
+        .unwrap();
+        let w = sanitize(&mut s, &["bounces", "messages_inbound"], now, end, floor).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(s.cursors["bounces"].synced_until, end);
+    }
+
+    #[test]
+    fn a_cursor_that_could_not_be_written_back_is_rejected() {
+        // Fuzzing finding: accepted, then handed back as "+10000-01-01T04:59:59Z", which
+        // the next run rejects.
+        for text in ["9999-12-31T23:59:59-05:00", "0000-01-01T00:00:00+01:00"] {
+            let err =
+                parse(&json!({"bookmarks": {"bounces": {"synced_until": text}}})).unwrap_err();
+            assert!(err.contains("'bounces'") && err.contains(text), "{err}");
+        }
+        assert!(parse(
+            &json!({"bookmarks": {"bounces": {"synced_until": "9999-12-31T23:59:59Z"}}})
+        )
+        .is_ok());
     }
 
     #[test]

@@ -23,8 +23,8 @@ mod validate;
 
 pub use spec::connection_specification;
 #[cfg(test)]
-use validate::{check_base_url, check_start_date};
-use validate::{finish, schema_problems};
+use validate::check_start_date;
+use validate::{check_base_url, finish, schema_problems};
 
 /// A token. Its `Debug` and `Display` print `***`; only the HTTP client reads it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -76,6 +76,10 @@ fn default_request_timeout_seconds() -> u32 {
 fn default_max_retries() -> u32 {
     5
 }
+/// A week: opens and clicks mostly arrive within days of sending, and bounces within hours.
+fn default_stats_lookback_days() -> u32 {
+    7
+}
 
 /// Postmark Source Spec
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -91,8 +95,9 @@ pub struct ConfigSpec {
     pub server_token: Secret,
 
     /// Read records from this moment on (RFC 3339, UTC). Default: 45 days before the sync
-    /// starts (Postmark's default retention). Accounts with the Retention Add-on may go up to
-    /// 365 days back.
+    /// starts (Postmark's default retention). Messages and events reach back at most 365 days
+    /// (the longest retention, Retention Add-on); statistics, which Postmark keeps forever,
+    /// reach back to this date however old (default: 365 days).
     #[serde(default)]
     #[schemars(
         title = "Start date",
@@ -156,6 +161,25 @@ pub struct ConfigSpec {
     #[schemars(title = "Max retries", range(max = 20), extend("order" = 8))]
     pub max_retries: u32,
 
+    /// Daily statistics of recent days still grow as opens, clicks and bounces arrive:
+    /// incremental syncs read the statistics streams again from this many days before the
+    /// last sync.
+    #[serde(default = "default_stats_lookback_days")]
+    #[schemars(
+        title = "Statistics lookback (days)",
+        range(max = 365),
+        extend("order" = 10)
+    )]
+    pub stats_lookback_days: u32,
+
+    /// Read the `message_events` stream (delivery, open, click, bounce events of each
+    /// outbound message). It costs one extra request per outbound message synced
+    /// (`GET /messages/outbound/{id}/details`), run at `max_concurrency` under the shared
+    /// rate limit: 100,000 messages are 100,000 requests.
+    #[serde(default)]
+    #[schemars(title = "Message events (one request per message)", extend("order" = 11))]
+    pub message_events: bool,
+
     /// Postmark API base URL. Change it only to point at a proxy or the bundled fake server
     /// (plain http is allowed only for loopback hosts).
     #[serde(default = "default_base_url")]
@@ -174,15 +198,22 @@ pub struct Config {
     pub max_requests_per_second: Option<f64>,
     pub window_lag: Duration,
     pub fail_on_unreachable_rows: bool,
+    /// Days of statistics read again by an incremental sync.
+    pub stats_lookback_days: i64,
+    /// Read `message_events` (one request per outbound message).
+    pub message_events: bool,
     pub request_timeout: StdDuration,
     pub max_retries: u32,
     pub base_url: String,
 }
 
 impl Config {
-    /// A config for tests and embedding: defaults everywhere.
-    pub fn with_token(token: &str, base_url: &str) -> Config {
-        Config {
+    /// A config for tests and embedding: defaults everywhere. `base_url` goes through the
+    /// same checks as a config file's (no way around the https/loopback rule).
+    pub fn with_token(token: &str, base_url: &str) -> Result<Config, String> {
+        let mut warnings = Vec::new();
+        let token = validate::check_token(token, &mut warnings)?;
+        Ok(Config {
             server_token: Secret::new(token),
             start_date: None,
             lookback: Duration::hours(i64::from(default_lookback_hours())),
@@ -190,10 +221,12 @@ impl Config {
             max_requests_per_second: None,
             window_lag: Duration::seconds(i64::from(default_window_lag_seconds())),
             fail_on_unreachable_rows: false,
+            stats_lookback_days: i64::from(default_stats_lookback_days()),
+            message_events: false,
             request_timeout: StdDuration::from_secs(u64::from(default_request_timeout_seconds())),
             max_retries: default_max_retries(),
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+            base_url: check_base_url(base_url)?,
+        })
     }
 }
 
@@ -252,7 +285,8 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
         return Err(problems.join("; "));
     }
     let raw: ConfigSpec = serde_json::from_value(instance).map_err(|e| e.to_string())?;
-    let config = finish(raw, now)?;
+    let config = finish(raw, now, &mut warnings)?;
+    crate::error::register_secret(config.server_token.expose());
     Ok((config, warnings))
 }
 
@@ -286,6 +320,15 @@ fn coerce_strings(spec: &Value, map: &mut Map<String, Value>) {
 }
 
 fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+    for key in [
+        AIRBYTE_SERVER_TOKEN_KEY,
+        AIRBYTE_ACCOUNT_TOKEN_KEY,
+        "server_token",
+    ] {
+        if let Some(secret) = map.get(key).and_then(|v| v.as_str()) {
+            crate::error::register_secret(secret.trim());
+        }
+    }
     if let Some(token) = map.remove(AIRBYTE_SERVER_TOKEN_KEY) {
         if !map.contains_key("server_token") {
             map.insert("server_token".into(), token);
@@ -420,9 +463,55 @@ mod tests {
     }
 
     #[test]
-    fn start_date_must_be_within_retention_and_not_in_the_future() {
+    fn an_embedded_config_cannot_skip_the_base_url_checks() {
+        assert!(Config::with_token("t0ken", "http://evil.example").is_err());
+        assert!(Config::with_token("t0ken", "http://evil.example?@127.0.0.1").is_err());
+        let c = Config::with_token("t0ken\n", "http://127.0.0.1:9/").unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.server_token.expose(), "t0ken");
+    }
+
+    #[test]
+    fn base_url_tricks_that_hide_another_host_are_rejected_by_the_parser_itself() {
+        for (url, why) in [
+            ("http://evil.example?@127.0.0.1", "has a query"),
+            ("http://evil.example#@127.0.0.1", "has a fragment"),
+            ("http://127.0.0.1@evil.example", "has user information"),
+            ("http://user:pw@127.0.0.1:8", "has user information"),
+            ("http://[::1]evil.example", "malformed host"),
+            ("http://[::1]:8evil", "invalid port"),
+            ("http://127.0.0.1:99999", "invalid port"),
+            ("http://evil.example\\@127.0.0.1", "has user information"),
+            (
+                "http://localhost.evil.example",
+                "plain http for a non-loopback host",
+            ),
+            (
+                "http://[::ffff:127.0.0.1]",
+                "plain http for a non-loopback host",
+            ),
+            ("HTTP://evil.example", "plain http for a non-loopback host"),
+            ("http:// 127.0.0.1", "whitespace"),
+            ("javascript:alert(1)", "base_url"),
+        ] {
+            let err = check_base_url(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+        assert_eq!(
+            check_base_url("http://127.0.0.2:8080/proxy/").unwrap(),
+            "http://127.0.0.2:8080/proxy"
+        );
+        assert_eq!(
+            check_base_url("HTTPS://API.postmarkapp.com").unwrap(),
+            "https://api.postmarkapp.com"
+        );
+    }
+
+    #[test]
+    fn start_date_may_reach_back_for_statistics_but_not_into_the_future() {
         assert!(check_start_date("2026-10-01T00:00:00Z", now()).is_ok());
-        assert!(check_start_date("2025-01-01T00:00:00Z", now()).is_err());
+        assert!(check_start_date("2015-01-01T00:00:00Z", now()).is_ok());
+        assert!(check_start_date("2009-12-31T00:00:00Z", now()).is_err());
         assert!(check_start_date("2027-01-01T00:00:00Z", now()).is_err());
         assert!(check_start_date("yesterday", now()).is_err());
     }

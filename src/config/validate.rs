@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use super::{Config, ConfigSpec, DEFAULT_BASE_URL, MAX_RETENTION_DAYS, SECRET_FIELDS};
+use super::{Config, ConfigSpec, Secret, DEFAULT_BASE_URL, SECRET_FIELDS};
 
 /// Every schema violation, each naming the field and what it expects.
 pub(super) fn schema_problems(spec: &Value, instance: &Value) -> Vec<String> {
@@ -101,23 +101,27 @@ fn expectation(schema: &Value) -> String {
     out
 }
 
-pub(super) fn finish(raw: ConfigSpec, now: DateTime<Utc>) -> Result<Config, String> {
-    if raw.server_token.expose().trim().is_empty() {
-        return Err("'server_token' is empty; paste your Server API token".into());
-    }
+pub(super) fn finish(
+    raw: ConfigSpec,
+    now: DateTime<Utc>,
+    warnings: &mut Vec<String>,
+) -> Result<Config, String> {
+    let token = check_token(raw.server_token.expose(), warnings)?;
     let base_url = check_base_url(&raw.base_url)?;
     let start_date = match raw.start_date.as_deref() {
         None => None,
         Some(s) => Some(check_start_date(s, now)?),
     };
     Ok(Config {
-        server_token: raw.server_token,
+        server_token: Secret::new(token),
         start_date,
         lookback: Duration::hours(i64::from(raw.lookback_hours)),
         max_concurrency: raw.max_concurrency.clamp(1, 16) as usize,
         max_requests_per_second: raw.max_requests_per_second,
         window_lag: Duration::seconds(i64::from(raw.window_lag_seconds)),
         fail_on_unreachable_rows: raw.fail_on_unreachable_rows,
+        stats_lookback_days: i64::from(raw.stats_lookback_days),
+        message_events: raw.message_events,
         request_timeout: StdDuration::from_secs(u64::from(raw.request_timeout_seconds)),
         max_retries: raw.max_retries,
         base_url,
@@ -136,50 +140,136 @@ pub(super) fn check_start_date(s: &str, now: DateTime<Utc>) -> Result<DateTime<U
             now.format("%Y-%m-%dT%H:%M:%SZ")
         ));
     }
-    if now - t > Duration::days(MAX_RETENTION_DAYS) {
+    // Statistics are kept forever, so any date since Postmark began is allowed; streams of
+    // messages and events start no earlier than the longest retention (365 days).
+    if t < earliest_start() {
         return Err(format!(
-            "'start_date' {s} is more than {MAX_RETENTION_DAYS} days ago, beyond any Postmark retention; \
-             use a date within the last {MAX_RETENTION_DAYS} days"
+            "'start_date' {s} is before 2010, when Postmark began; use a later date"
         ));
     }
     Ok(t)
 }
 
-pub(super) fn check_base_url(url: &str) -> Result<String, String> {
-    let url = url.trim_end_matches('/');
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("'base_url' \"{url}\" is not a URL; expected e.g. {DEFAULT_BASE_URL}")
-    })?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = host_of(authority);
-    if host.is_empty() {
-        return Err(format!(
-            "'base_url' \"{url}\" has no host; expected e.g. {DEFAULT_BASE_URL}"
-        ));
-    }
-    match scheme {
-        "https" => Ok(url.to_string()),
-        "http" if is_loopback(host) => Ok(url.to_string()),
-        "http" => Err(format!(
-            "'base_url' \"{url}\" uses plain http for a non-loopback host; use https (plain http is allowed only for 127.0.0.1, localhost and [::1])"
-        )),
-        _ => Err(format!("'base_url' \"{url}\" must start with https://")),
-    }
+fn earliest_start() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_262_304_000, 0).unwrap_or_default()
 }
 
-fn host_of(authority: &str) -> &str {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
+/// Parses `base_url` with `http::Uri`, the parser ureq itself uses for every request, so
+/// what is checked here is exactly where the token goes. Its leniencies are closed by
+/// rebuilding the authority from the parsed host and port and requiring an exact match.
+/// Returns the normalised URL (`scheme://authority[/path]`, no trailing slash).
+pub(super) fn check_base_url(url: &str) -> Result<String, String> {
+    let shown = shorten(url);
+    let bad = |why: &str| format!("'base_url' \"{shown}\" {why}; expected e.g. {DEFAULT_BASE_URL}");
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace or control characters"));
     }
-    authority.split(':').next().unwrap_or("")
+    if url.contains('#') {
+        return Err(bad("has a fragment ('#'); remove it"));
+    }
+    if url.contains('?') {
+        return Err(bad("has a query ('?'); remove it"));
+    }
+    if url.contains('@') {
+        return Err(bad(
+            "has user information ('@'); the token goes in 'server_token'",
+        ));
+    }
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    let (Some(scheme), Some(authority), Some(host)) =
+        (uri.scheme_str(), uri.authority(), uri.host())
+    else {
+        return Err(bad("is not an absolute URL with a host"));
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    let rebuilt = match authority.as_str().rsplit_once(':') {
+        Some((h, p)) if h == host => {
+            let port: u16 = p
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(&format!("has an invalid port '{p}'")))?;
+            format!("{host}:{port}")
+        }
+        _ => host.to_string(),
+    };
+    if !rebuilt.eq_ignore_ascii_case(authority.as_str()) {
+        return Err(bad("has a malformed host"));
+    }
+    match scheme {
+        "https" => {}
+        "http" if is_loopback(host) => {}
+        "http" => {
+            return Err(format!(
+                "'base_url' \"{shown}\" uses plain http for a non-loopback host; use https \
+                 (plain http is allowed only for 127.0.0.0/8, localhost and [::1])"
+            ))
+        }
+        _ => return Err(bad("must start with https://")),
+    }
+    let path = uri.path().trim_end_matches('/');
+    Ok(format!(
+        "{scheme}://{}{path}",
+        authority.as_str().to_ascii_lowercase()
+    ))
+}
+
+fn shorten(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.chars().count() > 80 {
+        format!("{}…", clean.chars().take(80).collect::<String>())
+    } else {
+        clean
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    }
     host.eq_ignore_ascii_case("localhost")
-        || host == "::1"
         || host
             .parse::<std::net::Ipv4Addr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A pasted token often carries a trailing newline or spaces: those are trimmed with a
+/// warning. Whitespace or control characters inside it, or characters an HTTP header
+/// cannot carry, are a config error (the token is never echoed).
+pub(super) fn check_token(raw: &str, warnings: &mut Vec<String>) -> Result<String, String> {
+    let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    if trimmed.is_empty() {
+        return Err("'server_token' is empty; paste your Server API token".into());
+    }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            "'server_token' contains whitespace or control characters inside it; \
+             paste the Server API token alone (Postmark: Servers → your server → API Tokens)"
+                .into(),
+        );
+    }
+    if !trimmed.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(
+            "'server_token' contains non-ASCII characters, which no Postmark token has; \
+             paste the Server API token alone"
+                .into(),
+        );
+    }
+    if trimmed.len() != raw.len() {
+        warnings.push(
+            "'server_token' had leading or trailing whitespace (a copy-paste newline?); \
+             it was trimmed"
+                .into(),
+        );
+    }
+    Ok(trimmed.to_string())
 }

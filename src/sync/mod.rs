@@ -11,11 +11,14 @@
 //! pages ──► record::Shaper ──► RECORD lines;  completed windows ──► Progress ──► STATE
 //! ```
 //!
-//! Exactly-once comes from partitioning, not from remembering keys: message streams are
-//! disjoint, windows are half-open `[start, end)` with out-of-window records dropped, and
-//! filter splits use disjoint values.
+//! Exactly-once comes from partitioning plus one bounded key set per window: message
+//! streams are disjoint, windows are half-open `[start, end)` with out-of-window records
+//! dropped, filter splits use disjoint values, and a window remembers the keys it returned
+//! (at most 10,000, freed when it completes) so that re-reading it after it changed emits
+//! nothing twice. No key is remembered across windows.
 
 mod engine;
+pub mod events;
 pub mod progress;
 mod stream;
 pub mod windows;
@@ -27,6 +30,7 @@ use crate::config::{Config, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
 use crate::eastern;
 use crate::error::Error;
 use crate::state::InputState;
+use crate::streams::Cursor;
 
 pub use engine::run;
 
@@ -61,12 +65,45 @@ impl ReadPlan {
 
     /// Where a time-based stream starts reading.
     pub fn range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
+        if let Cursor::Day(_) = selected.spec.cursor {
+            return self.day_range_start(selected);
+        }
+        // Nothing older than the longest retention exists for messages and events.
+        let oldest = self.now - Duration::days(MAX_RETENTION_DAYS);
+        eastern::snap_boundary(windows::floor_second(
+            self.time_range_start(selected).max(oldest),
+        ))
+    }
+
+    /// Statistics: from `start_date` (however old; default 365 days) on a first sync; from
+    /// `stats_lookback_days` before the saved cursor afterwards.
+    fn day_range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
+        let cursor = selected
+            .incremental
+            .then(|| self.state.cursors.get(selected.spec.name))
+            .flatten();
+        let start = match cursor {
+            Some(c) if c.in_progress => c.synced_until,
+            Some(c) => c.synced_until - Duration::days(self.config.stats_lookback_days),
+            None => self
+                .config
+                .start_date
+                .unwrap_or(self.now - Duration::days(MAX_RETENTION_DAYS)),
+        };
+        // Whole days: the range starts at the midnight (UTC) of the first day queried.
+        start
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(start, |t| t.and_utc())
+    }
+
+    fn time_range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
         let cursor = if selected.incremental {
             self.state.cursors.get(selected.spec.name)
         } else {
             None
         };
-        let start = match cursor {
+        match cursor {
             Some(c) => {
                 // A checkpoint from an interrupted run resumes exactly; a completed run's
                 // cursor is re-read from `lookback` earlier to pick up changed records.
@@ -85,7 +122,6 @@ impl ReadPlan {
                 .config
                 .start_date
                 .unwrap_or(self.now - Duration::days(DEFAULT_RETENTION_DAYS)),
-        };
-        eastern::snap_boundary(windows::floor_second(start))
+        }
     }
 }

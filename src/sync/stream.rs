@@ -40,6 +40,10 @@ pub struct StreamRun {
     pub requests: u64,
     pub windows_done: u64,
     pub unreachable_rows: u64,
+    /// Records skipped and warned about (per-record requests Postmark could not answer).
+    pub skipped: u64,
+    /// Days of merged endpoints per task, until every part has answered.
+    pub merging: std::collections::HashMap<u64, super::engine::MergeBuf>,
     pub started: Option<Instant>,
     /// Seconds the stream took, once it finished or failed.
     pub took: Option<f64>,
@@ -47,6 +51,20 @@ pub struct StreamRun {
     pub records_metered: u64,
     pub warned_zone: bool,
     pub warned_cursor: bool,
+    pub warned_keyless: bool,
+    pub warned_partition: bool,
+    pub warned_offset: bool,
+    pub warned_date_filter: bool,
+    /// Rows not emitted: without a primary key, already emitted by their window, of
+    /// another message stream than the one filtered on, or a day or more outside the window.
+    pub keyless: u64,
+    pub repeated: u64,
+    pub other_partition: u64,
+    pub days_outside: u64,
+    /// First pages whose `TotalCount` contradicted the rows they held.
+    pub overstated_counts: u64,
+    /// Rows a count promised that no page returned.
+    pub unreturned_rows: u64,
     /// Root windows whose first page has not been seen yet, and the rows they reported.
     pub roots_unprobed: usize,
     pub row_estimate: u64,
@@ -54,11 +72,7 @@ pub struct StreamRun {
 
 impl StreamRun {
     pub fn new(selected: SelectedStream, partitions: Vec<Option<String>>) -> StreamRun {
-        let shaper = Shaper::new(
-            selected.spec.datetime_fields(),
-            selected.spec.cursor_field(),
-            selected.excluded_fields.clone(),
-        );
+        let shaper = Shaper::for_stream(selected.spec, selected.excluded_fields.clone());
         StreamRun {
             selected,
             shaper,
@@ -75,11 +89,23 @@ impl StreamRun {
             requests: 0,
             windows_done: 0,
             unreachable_rows: 0,
+            skipped: 0,
+            merging: std::collections::HashMap::new(),
             started: None,
             took: None,
             records_metered: 0,
             warned_zone: false,
             warned_cursor: false,
+            warned_keyless: false,
+            warned_partition: false,
+            warned_offset: false,
+            warned_date_filter: false,
+            keyless: 0,
+            repeated: 0,
+            other_partition: 0,
+            days_outside: 0,
+            overstated_counts: 0,
+            unreturned_rows: 0,
             roots_unprobed: 0,
             row_estimate: 0,
         }
@@ -199,14 +225,52 @@ impl StreamRun {
             .map(|c| format!("; synced until {}", fmt_time(c)))
             .unwrap_or_default();
         format!(
-            "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}",
+            "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}{}",
             self.name(),
             self.records,
             self.pages,
             self.requests,
             self.windows_done,
-            self.elapsed()
+            self.elapsed(),
+            self.describe_skipped()
         )
+    }
+
+    /// `"; not emitted: 3 without primary key, ..."`, or nothing when every row was emitted.
+    pub fn describe_skipped(&self) -> String {
+        let parts: Vec<String> = [
+            (self.keyless, "without their primary key"),
+            (
+                self.skipped,
+                "listed records whose own request Postmark could not answer",
+            ),
+            (
+                self.repeated,
+                "already emitted by their window (re-reads, repeated pages)",
+            ),
+            (
+                self.other_partition,
+                "of another message stream than the one filtered on",
+            ),
+            (self.days_outside, "more than a day outside their window"),
+            (
+                self.unreturned_rows,
+                "counted by Postmark but never returned",
+            ),
+            (
+                self.overstated_counts,
+                "first pages whose TotalCount contradicted them",
+            ),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; not emitted or not returned: {}", parts.join(", "))
+        }
     }
 
     pub fn elapsed(&self) -> f64 {

@@ -6,7 +6,7 @@
 //! [`TARGET_ROWS`] per piece, so one wasted request usually settles a whole range instead of
 //! halving it level by level.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::eastern;
 
@@ -104,9 +104,18 @@ pub fn split_time(
 }
 
 fn push_bound(bounds: &mut Vec<DateTime<Utc>>, b: DateTime<Utc>, end: DateTime<Utc>) {
-    let b = eastern::snap_boundary(floor_second(b));
-    if bounds.last().is_some_and(|last| b > *last) && b < end {
-        bounds.push(b);
+    let Some(&last) = bounds.last() else { return };
+    let b = floor_second(b);
+    let mut cut = eastern::snap_boundary(b);
+    if cut <= last && cut != b {
+        // Moving back out of the repeated autumn hour lands on or before the previous cut
+        // (a window starting just before that hour): cut just after it instead, or a window
+        // with a legal cut inside would count as unsplittable (found by fuzzing).
+        let (_, fall_back) = eastern::dst_transitions(b.year());
+        cut = fall_back + Duration::hours(1) + Duration::seconds(1);
+    }
+    if cut > last && cut < end {
+        bounds.push(cut);
     }
 }
 
@@ -196,5 +205,29 @@ mod tests {
         // A window inside the ambiguous zone cannot be split in time at all.
         let inside = (at("2026-11-01T05:00:00Z"), at("2026-11-01T07:00:00Z"));
         assert!(split_time(inside, Some(50_000), None).is_none());
+    }
+
+    #[test]
+    fn a_window_starting_just_before_the_autumn_hour_is_cut_just_after_it() {
+        // Fuzzing finding: every even cut fell in the repeated hour and moved back onto the
+        // window's start, so a window with legal cuts after that hour was reported
+        // unsplittable (its rows then depended on filter splits, or were unreachable).
+        let w = (at("2026-11-01T04:59:59Z"), at("2026-11-01T07:30:00Z"));
+        let pieces = split_time(w, Some(12_000), None).unwrap();
+        assert_eq!(
+            pieces,
+            vec![
+                (w.0, at("2026-11-01T07:00:01Z")),
+                (at("2026-11-01T07:00:01Z"), w.1)
+            ]
+        );
+        // A window that starts inside the hour is cut after it too.
+        let w = (at("2026-11-01T06:22:08Z"), at("2026-11-01T07:00:44Z"));
+        let pieces = split_time(w, Some(157_082), None).unwrap();
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].1, at("2026-11-01T07:00:01Z"));
+        // When even that cut is outside the window, it cannot be split.
+        let w = (at("2026-11-01T04:59:59Z"), at("2026-11-01T07:00:01Z"));
+        assert!(split_time(w, Some(12_000), None).is_none());
     }
 }

@@ -75,7 +75,7 @@ fn a_bad_token_on_read_is_a_config_error_and_never_printed() {
     let s = Scratch::new("bad-token-read");
     let secret = "not-the-token-0987654321";
     let cfg = s.config(&fake, json!({"server_token": secret}));
-    let cat = s.write_json("catalog.json", &airbyte_catalog(&STREAMS, "incremental"));
+    let cat = s.write_json("catalog.json", &airbyte_catalog(&streams(), "incremental"));
     let run = read(&cfg, &cat);
     assert_eq!(run.code, 1);
     assert_valid_airbyte(&run);
@@ -161,7 +161,7 @@ fn a_closed_stdout_ends_the_read_quietly() {
     let fake = Fake::start(&["--outbound", "20000"]);
     let s = Scratch::new("broken-pipe");
     let cfg = s.config(&fake, json!({}));
-    let cat = s.write_json("catalog.json", &airbyte_catalog(&STREAMS, "incremental"));
+    let cat = s.write_json("catalog.json", &airbyte_catalog(&streams(), "incremental"));
     let script = format!(
         "'{}' read --config '{cfg}' --catalog '{cat}' --now {NOW} 2>'{}/stderr' | head -n 3 >/dev/null; echo ${{PIPESTATUS[0]}}",
         connector_bin(),

@@ -51,7 +51,7 @@ fn airbyte_discover_prints_exactly_the_committed_catalog() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, STREAMS);
+    assert_eq!(names, all_streams());
     for stream in catalog["streams"].as_array().unwrap() {
         let name = stream["name"].as_str().unwrap();
         let file =
@@ -102,11 +102,14 @@ fn singer_discover_prints_exactly_the_committed_catalog_with_full_metadata() {
         );
         let top = &md[0]["metadata"];
         assert_eq!(md[0]["breadcrumb"], serde_json::json!([]));
-        assert_eq!(top["selected-by-default"], true);
-        assert!(top["table-key-properties"].is_array());
-        let key = stream["key_properties"][0].as_str().unwrap();
-        let key_md = md.iter().find(|m| m["breadcrumb"][1] == key).unwrap();
-        assert_eq!(key_md["metadata"]["inclusion"], "automatic");
+        // Opt-in streams (one request per message) are listed but not selected by default.
+        let opt_in = stream["tap_stream_id"] == "message_events";
+        assert_eq!(top["selected-by-default"], !opt_in);
+        assert_eq!(top["table-key-properties"], stream["key_properties"]);
+        for key in stream["key_properties"].as_array().unwrap() {
+            let key_md = md.iter().find(|m| m["breadcrumb"][1] == *key).unwrap();
+            assert_eq!(key_md["metadata"]["inclusion"], "automatic", "{key}");
+        }
         assert_eq!(
             top["forced-replication-method"],
             stream["replication_method"]
@@ -143,7 +146,14 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
     let parts: Vec<String> = serde_json::from_str(entrypoint).expect("exec form");
     let env = text
         .lines()
-        .find_map(|l| l.strip_prefix("ENV AIRBYTE_ENTRYPOINT="))
+        .map(|l| {
+            l.trim_start()
+                .trim_start_matches("ENV ")
+                .trim_end_matches('\\')
+                .trim()
+        })
+        // Alone (`ENV AIRBYTE_ENTRYPOINT=...`) or a continuation line of one `ENV`.
+        .find_map(|l| l.strip_prefix("AIRBYTE_ENTRYPOINT="))
         .expect("AIRBYTE_ENTRYPOINT");
     assert_eq!(
         env.trim_matches('"'),
@@ -165,8 +175,9 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
         !user.starts_with("root") && !user.starts_with('0'),
         "non-root user"
     );
+    // The final image is `scratch` plus busybox, which provides /bin/sh.
     assert!(
-        text.contains("FROM debian:bookworm-slim"),
+        text.contains("FROM scratch") && text.contains("ln -s busybox \"/rootfs/bin/$applet\""),
         "a final image with /bin/sh"
     );
     assert!(

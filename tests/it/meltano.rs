@@ -215,7 +215,7 @@ fn the_documented_meltano_commands_add_the_plugin_and_sync_with_it() {
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in msgs.iter().filter(|m| m["type"] == "RECORD") {
         let stream = m["stream"].as_str().unwrap().to_string();
-        let k = key_string(&m["record"][key_of(&stream)]);
+        let k = record_key(&stream, &m["record"]);
         keys.entry(stream).or_default().push(k);
     }
     assert_eq!(

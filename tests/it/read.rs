@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn read_all(fake: &Fake, extra: Value) -> Run {
-    airbyte_read(fake, &Scratch::new("read"), &STREAMS, extra, None, NOW)
+    airbyte_read(fake, &Scratch::new("read"), &streams(), extra, None, NOW)
 }
 
 #[test]
@@ -16,7 +16,7 @@ fn a_full_read_returns_exactly_the_fakes_truth_for_every_stream() {
     let fake = Fake::start(&[]);
     let run = read_all(&fake, json!({}));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for stream in STREAMS {
+    for stream in streams() {
         let truth = truth_of(&fake, stream);
         assert!(!truth.is_empty(), "{stream}: the fake has data");
         assert_exactly(stream, &run.keys(stream), &truth);
@@ -42,7 +42,7 @@ fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
                 .push(s["status"].as_str().unwrap().to_string());
         }
     }
-    for stream in STREAMS {
+    for stream in streams() {
         assert_eq!(
             statuses[stream],
             vec!["STARTED", "RUNNING", "COMPLETE"],
@@ -92,7 +92,7 @@ fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
     );
     // No STATE runs ahead of records: the last line of each stream's output is its state.
     let lines = run.lines();
-    for stream in STREAMS {
+    for stream in streams() {
         let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
         let last_state = lines
             .iter()
@@ -182,7 +182,7 @@ fn gzip_compressed_answers_are_read_the_same() {
             "{ua}"
         );
     }
-    for stream in STREAMS {
+    for stream in streams() {
         assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
     }
 }
@@ -219,7 +219,7 @@ fn a_read_with_more_workers_returns_the_same_truth_and_respects_the_bound() {
     let fake = Fake::start(&["--outbound", "20000", "--latency-ms", "5"]);
     let run = read_all(&fake, json!({"max_concurrency": 3}));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for stream in STREAMS {
+    for stream in streams() {
         assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
     }
     let states = run.last_airbyte_states();

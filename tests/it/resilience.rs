@@ -47,7 +47,7 @@ fn periodic_faults_on_every_path_still_give_exactly_the_truth() {
         "--drop-every",
         "7",
     ]);
-    let run = read(&fake, &STREAMS, json!({"max_retries": 8}));
+    let run = read(&fake, &streams(), json!({"max_retries": 8}));
     assert_eq!(run.code, 0, "{}", run.stderr);
     for stream in ["messages_outbound", "messages_inbound", "bounces"] {
         assert_exactly(
@@ -159,7 +159,7 @@ fn max_requests_per_second_paces_all_workers_together() {
     let started = Instant::now();
     let run = read(
         &fake,
-        &STREAMS,
+        &streams(),
         json!({"max_concurrency": 4, "max_requests_per_second": 10}),
     );
     assert_eq!(run.code, 0, "{}", run.stderr);

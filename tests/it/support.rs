@@ -16,13 +16,27 @@ use serde_json::{json, Value};
 /// Every test pretends the sync starts at this instant (fake and connector agree).
 pub const NOW: &str = "2026-11-20T12:00:00Z";
 pub const TOKEN: &str = "fake-server-token";
-pub const STREAMS: [&str; 5] = [
-    "messages_outbound",
-    "messages_inbound",
-    "bounces",
-    "templates",
-    "message_streams",
-];
+
+/// Every stream of the connector's table, in table order (what `discover` lists).
+pub fn all_streams() -> Vec<&'static str> {
+    source_postmark::streams::STREAMS
+        .iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The streams a read with the default config covers (opt-in streams left out).
+pub fn streams() -> Vec<&'static str> {
+    source_postmark::streams::STREAMS
+        .iter()
+        .filter(|s| s.opt_in.is_none())
+        .map(|s| s.name)
+        .collect()
+}
+
+fn spec_of(stream: &str) -> &'static source_postmark::streams::StreamSpec {
+    source_postmark::streams::find(stream).unwrap_or_else(|| panic!("unknown stream {stream}"))
+}
 
 pub fn connector_bin() -> &'static str {
     env!("CARGO_BIN_EXE_source-postmark")
@@ -92,6 +106,33 @@ impl Fake {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// The records the connector should emit for `stream` (`&records=1`), time-filtered.
+    pub fn truth_records(&self, stream: &str, range: Option<(&str, &str)>) -> Vec<Value> {
+        let q = match range {
+            Some((f, t)) => format!("/__fake/truth?stream={stream}&records=1&from={f}&to={t}"),
+            None => format!("/__fake/truth?stream={stream}&records=1"),
+        };
+        self.control("GET", &q)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).expect("truth record JSON"))
+            .collect()
+    }
+
+    /// Like [`Fake::truth`] over `default_range`, with extra truth parameters
+    /// (`&keyed=true`: leave out records the fake renders without their key).
+    pub fn truth_with(&self, stream: &str, extra: &str) -> Vec<String> {
+        let (f, t) = default_range();
+        self.control(
+            "GET",
+            &format!("/__fake/truth?stream={stream}&from={f}&to={t}{extra}"),
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
     }
 
     pub fn stats(&self) -> Value {
@@ -228,7 +269,6 @@ impl Run {
     }
 
     pub fn keys(&self, stream: &str) -> Vec<String> {
-        let key = key_of(stream);
         self.lines()
             .iter()
             .filter(|m| m["type"] == "RECORD")
@@ -238,7 +278,7 @@ impl Run {
                 } else {
                     (&m["stream"], &m["record"])
                 };
-                (s == stream).then(|| key_string(&data[key]))
+                (s == stream).then(|| record_key(stream, data))
             })
             .collect()
     }
@@ -283,12 +323,17 @@ impl Run {
     }
 }
 
-pub fn key_of(stream: &str) -> &'static str {
-    match stream {
-        "messages_outbound" | "messages_inbound" => "MessageID",
-        "bounces" | "message_streams" => "ID",
-        "templates" => "TemplateId",
-        other => panic!("unknown stream {other}"),
+/// The primary key fields of `stream`, from the connector's table.
+pub fn key_of(stream: &str) -> &'static [&'static str] {
+    spec_of(stream).primary_key
+}
+
+/// A record's key as the fake's truth writes it: the value of a single key (strings bare),
+/// or a compact JSON array of the values in key order.
+pub fn record_key(stream: &str, data: &Value) -> String {
+    match key_of(stream) {
+        [one] => key_string(&data[*one]),
+        many => Value::Array(many.iter().map(|k| data[*k].clone()).collect()).to_string(),
     }
 }
 
@@ -461,6 +506,9 @@ pub fn assert_exactly(stream: &str, got: &[String], truth: &[String]) {
     );
 }
 
+/// Where the statistics of a default read start: the day 365 days before [`NOW`].
+pub const STATS_START: &str = "2025-11-20T00:00:00Z";
+
 /// The range a default read covers: [NOW - 45 days, NOW - 5 minutes).
 pub fn default_range() -> (&'static str, &'static str) {
     ("2026-10-06T12:00:00Z", "2026-11-20T11:55:00Z")
@@ -504,9 +552,11 @@ pub fn airbyte_read(
 
 /// The fake's keys of `stream` for a default read (time-based streams over `default_range`).
 pub fn truth_of(fake: &Fake, stream: &str) -> Vec<String> {
-    match stream {
-        "templates" | "message_streams" => fake.truth(stream, None),
-        _ => fake.truth(stream, Some(default_range())),
+    use source_postmark::streams::Cursor;
+    match spec_of(stream).cursor {
+        Cursor::Field(_) | Cursor::WindowEnd => fake.truth(stream, Some(default_range())),
+        Cursor::Day(_) => fake.truth(stream, Some((STATS_START, default_range().1))),
+        Cursor::None => fake.truth(stream, None),
     }
 }
 

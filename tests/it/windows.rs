@@ -224,20 +224,6 @@ fn every_accepted_state_form_starts_at_the_same_place() {
 }
 
 #[test]
-fn a_far_future_state_reads_nothing_and_keeps_its_state() {
-    let fake = Fake::start(&[]);
-    let s = Scratch::new("future-state");
-    let st = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "bounces"}, "stream_state": {"synced_until": "2099-01-01T00:00:00Z"}}}]);
-    let run = airbyte_read(&fake, &s, &["bounces"], json!({}), Some(&st), NOW);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.of_type("RECORD").is_empty());
-    assert_eq!(
-        run.last_airbyte_states()["bounces"],
-        json!({"synced_until": "2099-01-01T00:00:00Z"})
-    );
-}
-
-#[test]
 fn messages_arriving_during_a_sync_cause_no_duplicate_or_gap() {
     let fake = Fake::start(&[
         "--outbound",
@@ -446,16 +432,6 @@ fn read_while_rows_arrive(fake: &Fake, count: u32, at: &str, extra: Value) -> Ru
     run
 }
 
-fn missing_keys(run: &Run, fake: &Fake) -> Vec<String> {
-    let got: HashSet<String> = run.keys("messages_outbound").into_iter().collect();
-    let truth = fake.truth("messages_outbound", Some(default_range()));
-    truth
-        .into_iter()
-        .filter(|k| !got.contains(k))
-        .take(5)
-        .collect()
-}
-
 #[test]
 fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
     // Rows appearing in the part of the window already read (newest first) and in the part
@@ -464,10 +440,10 @@ fn rows_indexed_late_inside_a_window_being_read_are_not_lost() {
         let fake = Fake::start(&["--outbound", "6000", "--latency-ms", "60"]);
         let run = read_while_rows_arrive(&fake, 100, at, json!({}));
         assert_eq!(run.code, 0);
-        assert_eq!(
-            missing_keys(&run, &fake),
-            Vec::<String>::new(),
-            "rows arriving at {at}"
+        assert_exactly(
+            "messages_outbound",
+            &run.keys("messages_outbound"),
+            &fake.truth("messages_outbound", Some(default_range())),
         );
         assert!(
             run.logs().iter().any(|l| l.contains("grew from")),
@@ -492,7 +468,11 @@ fn a_window_that_grows_past_the_cap_while_read_is_split_not_truncated() {
         "the grown window is reachable: {:?}",
         run.logs()
     );
-    assert_eq!(missing_keys(&run, &fake), Vec::<String>::new());
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
+    );
     assert!(!run.logs().iter().any(|l| l.contains("unreachable")));
     let grew = run
         .logs()
@@ -556,7 +536,7 @@ fn no_checkpoint_ever_runs_ahead_of_the_records_it_covers() {
 }
 
 #[test]
-fn a_window_that_keeps_changing_is_re_read_a_bounded_number_of_times_and_the_sync_ends() {
+fn a_window_that_changes_several_times_while_read_yields_every_row_once() {
     let fake = Fake::start(&["--outbound", "4000", "--latency-ms", "30"]);
     let (mut seen, mut arrivals) = (0, 0);
     let run = airbyte_read_streaming(
@@ -567,34 +547,35 @@ fn a_window_that_keeps_changing_is_re_read_a_bounded_number_of_times_and_the_syn
         None,
         NOW,
         |line| {
-            // Pages of the 'outbound' message stream keep seeing new rows in their window.
-            seen += 1;
-            if arrivals < 40 && line.contains("\"MessageStream\":\"outbound\"") && seen % 100 == 0 {
-                fake.arrive(
-                    "messages_outbound",
-                    3,
-                    &format!("2026-11-1{}T00:00:00Z", arrivals % 9),
-                );
-                arrivals += 1;
+            // While the first page of the 'outbound' message stream is emitted (its next
+            // page is not requested yet), rows appear on several days of its window. Rows
+            // arriving after a window's last page was fetched are for the next sync.
+            if line.contains("\"MessageStream\":\"outbound\"") {
+                seen += 1;
+                if seen % 100 == 0 && seen <= 400 {
+                    fake.arrive(
+                        "messages_outbound",
+                        3,
+                        &format!("2026-11-1{}T00:00:00Z", arrivals % 9),
+                    );
+                    arrivals += 1;
+                }
             }
             true
         },
     );
-    assert_eq!(run.code, 0, "the sync ends");
-    let rereads = run
-        .logs()
-        .iter()
-        .filter(|l| l.contains("reading the whole window again"))
-        .count();
-    let fallbacks = run
-        .logs()
-        .iter()
-        .filter(|l| l.contains("re-reads; reading only the new offsets"))
-        .count();
-    assert_eq!(rereads, 3, "three re-reads of the churning window");
+    assert_eq!(run.code, 0, "the sync ends: {:?}", run.logs());
+    assert_eq!(arrivals, 4, "rows arrived while the window was read");
     assert!(
-        fallbacks >= 1,
-        "then only new offsets are read, with a warning"
+        run.logs()
+            .iter()
+            .any(|l| l.contains("reading the whole window again")),
+        "the window was read again"
+    );
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
     );
 }
 
@@ -612,7 +593,7 @@ fn a_churning_window_that_then_crosses_the_cap_is_still_split_and_read_whole() {
         |line| {
             if line.contains("\"MessageStream\":\"outbound\"") {
                 seen += 1;
-                // Three small changes use up the re-reads; then the window crosses the cap.
+                // Small changes make the window be read again; then it crosses the cap.
                 match seen {
                     10 | 600 | 1200 => fake.arrive("messages_outbound", 5, "2026-11-12T00:00:00Z"),
                     1800 => fake.arrive("messages_outbound", 6000, "2026-11-12T01:00:00Z"),
@@ -623,11 +604,15 @@ fn a_churning_window_that_then_crosses_the_cap_is_still_split_and_read_whole() {
         },
     );
     assert_eq!(run.code, 0, "{:?}", run.logs());
-    assert_eq!(missing_keys(&run, &fake), Vec::<String>::new());
+    assert_exactly(
+        "messages_outbound",
+        &run.keys("messages_outbound"),
+        &fake.truth("messages_outbound", Some(default_range())),
+    );
     assert!(!run.logs().iter().any(|l| l.contains("unreachable")));
     let logs = run.logs();
     let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("reading the whole window again"), 3, "{logs:?}");
+    assert!(count("reading the whole window again") >= 1, "{logs:?}");
     assert_eq!(count("past what one query reaches"), 1, "{logs:?}");
 }
 

@@ -7,15 +7,16 @@
 use crate::bounces::{self as bounce_records, BOUNCE_TYPES};
 use crate::catalog::{self, stream_index, S_INBOUND, S_OUTBOUND};
 use crate::eastern::{parse_filter, DateFilter, Zone};
+use crate::hostile_paging;
 use crate::http::{Head, Request};
 use crate::json;
 use crate::records::{self, INBOUND_STATUS, OUTBOUND_STATUS};
-use crate::store::{Dataset, Query, Rec};
+use crate::store::{Dataset, Rec};
 use crate::App;
 
 pub const MAX_COUNT: usize = 500;
 pub const MAX_WINDOW: usize = 10_000;
-const CODE_MESSAGES: u32 = 700;
+pub const CODE_MESSAGES: u32 = 700;
 const CODE_BOUNCES: u32 = 1000;
 const CODE_TEMPLATES: u32 = 1100;
 const CODE_STREAMS: u32 = 1221;
@@ -33,6 +34,8 @@ pub fn error(out: &mut Vec<u8>, status: u16, code: u32, msg: &str) -> Head {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
+    /// Endpoints of the every-dataset issue (see `endpoints.rs`).
+    More,
     Server,
     Outbound,
     Inbound,
@@ -43,6 +46,9 @@ enum Endpoint {
 
 /// Handles one authenticated-or-not API request whose faults/latency were already applied.
 pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
+    if crate::account::is_account_route(&req.route()) {
+        return crate::account::handle(app, req, out);
+    }
     let ep = match req.route().as_str() {
         "/server" => Endpoint::Server,
         "/messages/outbound" => Endpoint::Outbound,
@@ -50,13 +56,14 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         "/bounces" => Endpoint::Bounces,
         "/templates" => Endpoint::Templates,
         "/message-streams" => Endpoint::Streams,
+        r if crate::endpoints::known(r) => Endpoint::More,
         _ => return error(out, 404, 404, "Not found"),
     };
     if req.method != "GET" {
         return error(out, 405, 405, "Method not allowed");
     }
     let server = req.header("x-postmark-server-token");
-    if server != Some(app.cfg.token.as_str()) {
+    if server != Some(app.cfg.token.as_str()) || app.is_revoked() {
         return error(
             out,
             401,
@@ -73,6 +80,7 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
         );
     }
     let result = match ep {
+        Endpoint::More => crate::endpoints::handle(app, req, out),
         Endpoint::Server => {
             out.extend_from_slice(&app.server_body);
             Ok(())
@@ -94,13 +102,13 @@ pub fn handle(app: &App, req: &Request, out: &mut Vec<u8>) -> Head {
     }
 }
 
-struct Invalid {
-    code: u32,
-    msg: String,
-    cap: bool,
+pub struct Invalid {
+    pub code: u32,
+    pub msg: String,
+    pub cap: bool,
 }
 
-fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
+pub fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
     Invalid {
         code,
         msg: msg.into(),
@@ -109,12 +117,16 @@ fn invalid(code: u32, msg: impl Into<String>) -> Invalid {
 }
 
 /// A present, non-empty parameter value.
-fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+pub fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.param(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Validates `count`/`offset`; returns (offset, count).
-fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging(
+    count: Option<&str>,
+    offset: Option<&str>,
+    code: u32,
+) -> Result<(usize, usize), Invalid> {
     let count = match count.map(str::parse::<usize>) {
         None => return Err(invalid(code, "The 'count' parameter is required.")),
         Some(Ok(c)) if (1..=MAX_COUNT).contains(&c) => c,
@@ -145,10 +157,10 @@ fn paging(count: Option<&str>, offset: Option<&str>, code: u32) -> Result<(usize
 }
 
 /// Tick bounds `[from, to)` of a date filter; `None` for an open end.
-type Bounds = (Option<i64>, Option<i64>);
+pub type Bounds = (Option<i64>, Option<i64>);
 
 /// Parsed `fromdate`/`todate`: tick bounds, or `None` when the query must return no rows.
-fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
+pub fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invalid> {
     let mut bounds = [None, None];
     for (i, name) in ["fromdate", "todate"].into_iter().enumerate() {
         if let Some(v) = param(req, name) {
@@ -168,7 +180,12 @@ fn window(req: &Request, zone: Zone, code: u32) -> Result<Option<Bounds>, Invali
 }
 
 /// Case-insensitive lookup of an enum-like parameter value.
-fn lookup(req: &Request, name: &str, values: &[&str], code: u32) -> Result<Option<u8>, Invalid> {
+pub fn lookup(
+    req: &Request,
+    name: &str,
+    values: &[&str],
+    code: u32,
+) -> Result<Option<u8>, Invalid> {
     match param(req, name) {
         None => Ok(None),
         Some(v) => match values.iter().position(|s| s.eq_ignore_ascii_case(v)) {
@@ -185,6 +202,12 @@ struct Search<'a> {
     page: (usize, usize),
     code: u32,
     items_key: &'static str,
+    /// Primary key field (for --keyless-every).
+    key: &'static str,
+    /// `/messages/*` (for --ignore-date-filter).
+    messages: bool,
+    /// Kind of rows added by --late-rows.
+    new_kind: fn(u64) -> u8,
 }
 
 /// Shared search flow: validate, query the index, write the envelope.
@@ -195,20 +218,20 @@ fn search(
     s: Search,
     render: impl Fn(&mut Vec<u8>, usize, &Rec),
 ) -> Result<(), Invalid> {
-    let (total, page, stream) = match (window(req, app.cfg.zone, s.code)?, s.stream) {
-        (Some((from, to)), Some(stream)) => {
-            let (offset, count) = s.page;
-            let (total, page) = s.data.search(&Query {
-                stream,
-                from,
-                to,
-                kind: s.kind,
-                offset,
-                count,
-            });
-            (total, page, stream)
-        }
-        _ => (0, Vec::new(), 0),
+    let hostile = &app.cfg.hostile;
+    let (total, page) = match (window(req, app.cfg.zone, s.code)?, s.stream) {
+        (Some(bounds), Some(stream)) => hostile_paging::search(
+            hostile,
+            &app.hostile,
+            s.data,
+            stream,
+            bounds,
+            s.kind,
+            s.page,
+            s.messages,
+            s.new_kind,
+        ),
+        _ => (0, Vec::new()),
     };
     let total = if app.cfg.cap_total_count {
         total.min(MAX_WINDOW)
@@ -221,22 +244,29 @@ fn search(
     out.extend_from_slice(b",\"");
     out.extend_from_slice(s.items_key.as_bytes());
     out.extend_from_slice(b"\":[");
-    for (i, r) in page.iter().enumerate() {
+    let mut one = Vec::new();
+    for (i, (stream, r)) in page.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        render(out, stream, r);
+        if hostile_paging::keyless(hostile, r) {
+            one.clear();
+            render(&mut one, *stream, r);
+            hostile_paging::null_key(out, &one, s.key);
+        } else {
+            render(out, *stream, r);
+        }
     }
     out.extend_from_slice(b"]}");
     Ok(())
 }
 
-fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
+pub fn paging_of(req: &Request, code: u32) -> Result<(usize, usize), Invalid> {
     paging(param(req, "count"), param(req, "offset"), code)
 }
 
 /// `messagestream`, defaulting to `outbound`; an unknown stream simply has no rows.
-fn stream_param(req: &Request) -> Option<usize> {
+pub fn stream_param(req: &Request) -> Option<usize> {
     match param(req, "messagestream") {
         None => Some(S_OUTBOUND),
         Some(name) => stream_index(name),
@@ -253,6 +283,9 @@ fn outbound(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> 
         page,
         code: CODE_MESSAGES,
         items_key: "Messages",
+        key: "MessageID",
+        messages: true,
+        new_kind: crate::gen::pick_status,
     };
     search(app, req, out, s, records::outbound)
 }
@@ -267,6 +300,9 @@ fn inbound(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         page,
         code: CODE_MESSAGES,
         items_key: "InboundMessages",
+        key: "MessageID",
+        messages: true,
+        new_kind: crate::gen::pick_inbound_status,
     };
     search(app, req, out, s, |o, _, r| records::inbound(o, r))
 }
@@ -282,8 +318,13 @@ fn bounces(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
         page,
         code: CODE_BOUNCES,
         items_key: "Bounces",
+        key: "ID",
+        messages: false,
+        new_kind: crate::bounces::pick_bounce_type,
     };
-    search(app, req, out, s, bounce_records::bounce)
+    search(app, req, out, s, |o, st, r| {
+        bounce_records::bounce_for(o, st, r, app.server_id)
+    })
 }
 
 fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
@@ -296,7 +337,10 @@ fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid>
     )?;
     let matching: Vec<usize> = (0..app.cfg.templates)
         .rev()
-        .filter(|&i| !app.ctl.template_deleted(catalog::template_id(i)))
+        .filter(|&i| {
+            !app.ctl
+                .template_deleted(catalog::template_id(i) + app.index * 1_000_000)
+        })
         .filter(|&i| match filter {
             Some(1) => !catalog::template_is_layout(i),
             Some(2) => catalog::template_is_layout(i),
@@ -310,7 +354,7 @@ fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid>
         if n > 0 {
             out.push(b',');
         }
-        catalog::template(out, i);
+        catalog::template_at(out, i, catalog::template_id(i) + app.index * 1_000_000);
     }
     out.extend_from_slice(b"]}");
     Ok(())
@@ -322,12 +366,15 @@ fn streams(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid> {
     let filter = kind.filter(|&k| k > 0).map(|k| TYPES[usize::from(k)]);
     let archived =
         param(req, "includearchivedstreams").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    catalog::message_streams(
+    catalog::message_streams_for(
         out,
         app.now / crate::eastern::TICKS_PER_SEC,
         filter,
         archived,
+        app.server_id,
+        &|s| app.has_stream(s),
     );
+    hostile_paging::patch_streams(&app.cfg.hostile, out);
     Ok(())
 }
 

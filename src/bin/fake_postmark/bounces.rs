@@ -3,7 +3,9 @@
 //! The stored `kind` byte indexes [`BOUNCE_TYPES`]; everything else is derived from a hash
 //! of the record id, like the message records.
 
-use crate::catalog::{SERVER_ID, STREAMS, S_BROADCAST};
+#[cfg(test)]
+use crate::catalog::SERVER_ID;
+use crate::catalog::{STREAMS, S_BROADCAST};
 use crate::gen::mix;
 use crate::json::{self, boolean, string, uint};
 use crate::records::{email, subject};
@@ -61,8 +63,31 @@ pub fn bounce_id(r: &Rec) -> u64 {
     BOUNCE_ID_BASE + r.id
 }
 
+/// Tag of a bounce as a [`crate::records::TAG_NAMES`] index (`None` = field absent).
+pub fn bounce_tag(r: &Rec) -> Option<usize> {
+    match mix(r.id ^ SALT_BOUNCE) % 10 {
+        0 => None,
+        1..=3 => Some(0),
+        _ => Some(6),
+    }
+}
+
+/// Whether the bounce's address is inactive (as rendered in `Inactive`).
+pub fn bounce_inactive(r: &Rec) -> bool {
+    let h = mix(r.id ^ SALT_BOUNCE);
+    let code = BOUNCE_TYPES[usize::from(r.kind) % BOUNCE_TYPES.len()].1;
+    let hard = matches!(code, 1 | 100_000 | 100_001 | 100_002 | 100_006);
+    hard && !(h >> 12).is_multiple_of(8)
+}
+
 /// One `/bounces` record.
+#[cfg(test)]
 pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
+    bounce_for(out, stream, r, SERVER_ID);
+}
+
+/// [`bounce`] of the server with ID `server_id`.
+pub fn bounce_for(out: &mut Vec<u8>, stream: usize, r: &Rec, server_id: u64) {
     let h = mix(r.id ^ SALT_BOUNCE);
     let (ty, code, name, desc) = BOUNCE_TYPES[usize::from(r.kind) % BOUNCE_TYPES.len()];
     out.extend_from_slice(b"{\"ID\":");
@@ -81,7 +106,7 @@ pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"MessageID\":");
     json::uuid(out, mix(h ^ 0xb0), mix(h ^ 0xb1));
     out.extend_from_slice(b",\"ServerID\":");
-    uint(out, SERVER_ID);
+    uint(out, server_id);
     out.extend_from_slice(b",\"MessageStream\":");
     string(out, STREAMS[stream].id, false);
     out.extend_from_slice(b",\"Description\":");
@@ -117,9 +142,8 @@ pub fn bounce(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     push_eastern_7(out, r.t);
     out.extend_from_slice(b"\",\"DumpAvailable\":");
     boolean(out, !(h >> 8).is_multiple_of(3));
-    let hard = matches!(code, 1 | 100_000 | 100_001 | 100_002 | 100_006);
     out.extend_from_slice(b",\"Inactive\":");
-    boolean(out, hard && !(h >> 12).is_multiple_of(8));
+    boolean(out, bounce_inactive(r));
     out.extend_from_slice(b",\"CanActivate\":");
     boolean(out, code != 100_001);
     out.extend_from_slice(b",\"Subject\":");

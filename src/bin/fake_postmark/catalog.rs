@@ -107,11 +107,31 @@ fn push_opt_time(out: &mut Vec<u8>, secs: Option<i64>) {
 
 /// `/message-streams` body. `type_filter` is `None` for All; archived streams are left
 /// out unless `include_archived`. Streams come in ID order, as in a real recording.
+#[cfg(test)]
 pub fn message_streams(
     out: &mut Vec<u8>,
     now_secs: i64,
     type_filter: Option<&str>,
     include_archived: bool,
+) {
+    message_streams_for(
+        out,
+        now_secs,
+        type_filter,
+        include_archived,
+        SERVER_ID,
+        &|_| true,
+    );
+}
+
+/// [`message_streams`] of the server with ID `server_id`.
+pub fn message_streams_for(
+    out: &mut Vec<u8>,
+    now_secs: i64,
+    type_filter: Option<&str>,
+    include_archived: bool,
+    server_id: u64,
+    has: &dyn Fn(usize) -> bool,
 ) {
     let mut order: Vec<usize> = (0..NSTREAMS).collect();
     order.sort_by_key(|&i| STREAMS[i].id);
@@ -120,7 +140,10 @@ pub fn message_streams(
     for i in order {
         let s = &STREAMS[i];
         let archived = archived_at(i, now_secs);
-        if type_filter.is_some_and(|t| t != s.kind) || (archived.is_some() && !include_archived) {
+        if !has(i)
+            || type_filter.is_some_and(|t| t != s.kind)
+            || (archived.is_some() && !include_archived)
+        {
             continue;
         }
         if n > 0 {
@@ -131,7 +154,7 @@ pub fn message_streams(
         out.extend_from_slice(b"{\"ID\":");
         json::string(out, s.id, false);
         out.extend_from_slice(b",\"ServerID\":");
-        json::uint(out, SERVER_ID);
+        json::uint(out, server_id);
         out.extend_from_slice(b",\"Name\":");
         json::string(out, s.name, false);
         out.extend_from_slice(b",\"Description\":");
@@ -169,8 +192,25 @@ pub fn template_is_layout(i: usize) -> bool {
     i.is_multiple_of(6)
 }
 
+/// Alias of template `i` (layouts always have one; every fifth standard one has none).
+pub fn template_alias(i: usize) -> Option<String> {
+    if template_is_layout(i) {
+        Some(format!("layout-{i}"))
+    } else if i % 5 == 4 {
+        None
+    } else {
+        Some(format!("template-{i}"))
+    }
+}
+
 /// Appends one template summary object.
+#[cfg(test)]
 pub fn template(out: &mut Vec<u8>, i: usize) {
+    template_at(out, i, template_id(i));
+}
+
+/// [`template`] with an explicit `TemplateId` (servers other than the first offset them).
+pub fn template_at(out: &mut Vec<u8>, i: usize, id: u64) {
     const NAMES: [&str; 8] = [
         "Password reset",
         "Welcome aboard",
@@ -185,7 +225,7 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     out.extend_from_slice(b"{\"Active\":");
     json::boolean(out, i % 9 != 8);
     out.extend_from_slice(b",\"TemplateId\":");
-    json::uint(out, template_id(i));
+    json::uint(out, id);
     out.extend_from_slice(b",\"Name\":");
     let name = if layout {
         format!("Layout {i}")
@@ -194,12 +234,9 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
     };
     json::string(out, &name, false);
     out.extend_from_slice(b",\"Alias\":");
-    if layout {
-        json::string(out, &format!("layout-{i}"), false);
-    } else if i % 5 == 4 {
-        out.extend_from_slice(b"null");
-    } else {
-        json::string(out, &format!("template-{i}"), false);
+    match template_alias(i) {
+        Some(a) => json::string(out, &a, false),
+        None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"TemplateType\":");
     json::string(out, if layout { "Layout" } else { "Standard" }, false);
@@ -213,7 +250,27 @@ pub fn template(out: &mut Vec<u8>, i: usize) {
 }
 
 /// `/server` body, shaped like examples/server.json (same field order).
+#[cfg(test)]
 pub fn server(token: &str) -> Vec<u8> {
+    server_for(token, SERVER_ID, "Acme Production", "Blue")
+}
+
+/// Name and color of server number `index` of the account.
+pub fn server_name(index: u64) -> (String, &'static str) {
+    const NAMES: [(&str, &str); 4] = [
+        ("Acme Production", "Blue"),
+        ("Acme Staging", "Green"),
+        ("Acme Client: Globex", "Purple"),
+        ("Acme Client: Initech \u{2014} EU", "Orange"),
+    ];
+    match NAMES.get(index as usize) {
+        Some((n, c)) => (n.to_string(), c),
+        None => (format!("Acme Server {index}"), "Grey"),
+    }
+}
+
+/// [`server`] with an explicit ID, name and color.
+pub fn server_for(token: &str, server_id: u64, name: &str, color: &str) -> Vec<u8> {
     let mut o = Vec::with_capacity(1024);
     let text = |o: &mut Vec<u8>, k: &str, v: &str| {
         json::key(o, k);
@@ -226,15 +283,17 @@ pub fn server(token: &str) -> Vec<u8> {
         o.push(b',');
     };
     o.extend_from_slice(b"{\"ID\":");
-    json::uint(&mut o, SERVER_ID);
-    o.extend_from_slice(b",\"Name\":\"Acme Production\",\"ApiTokens\":[");
+    json::uint(&mut o, server_id);
+    o.extend_from_slice(b",\"Name\":");
+    json::string(&mut o, name, false);
+    o.extend_from_slice(b",\"ApiTokens\":[");
     json::string(&mut o, token, false);
     o.extend_from_slice(b"],");
-    text(&mut o, "Color", "Blue");
+    text(&mut o, "Color", color);
     flag(&mut o, "SmtpApiActivated", true);
     flag(&mut o, "RawEmailEnabled", false);
     text(&mut o, "DeliveryType", "Live");
-    let link = format!("https://account.postmarkapp.com/servers/{SERVER_ID}/streams");
+    let link = format!("https://account.postmarkapp.com/servers/{server_id}/streams");
     text(&mut o, "ServerLink", &link);
     text(
         &mut o,

@@ -14,6 +14,36 @@ use crate::eastern::{
 };
 use crate::store::{Inner, Rec};
 
+/// Inverse of `x ^ (x >> s)`.
+fn unxorshift(z: u64, s: u32) -> u64 {
+    let mut x = z;
+    for _ in 0..(64 / s + 1) {
+        x = z ^ (x >> s);
+    }
+    x
+}
+
+/// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration).
+const fn inverse(m: u64) -> u64 {
+    let mut inv = m;
+    let mut i = 0;
+    while i < 6 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
+/// Inverse of [`mix`]: recovers a record id from the bits of its MessageID.
+pub fn unmix(y: u64) -> u64 {
+    let mut z = unxorshift(y, 31);
+    z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+    z = unxorshift(z, 27);
+    z = z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9));
+    z = unxorshift(z, 30);
+    z.wrapping_sub(0x9E37_79B9_7F4A_7C15)
+}
+
 /// SplitMix64 finalizer: cheap, well mixed and bijective.
 pub fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -29,6 +59,13 @@ pub enum Scenario {
     StatusSecond,
     UnreachableSecond,
     Dst,
+    /// 12,000 extra opens and 11,000 extra clicks on messages of the `outbound` stream, so
+    /// that one message stream holds more than 10,000 of each.
+    ManyEvents,
+    /// Like many-events, but every extra open is on `Mobile` (Apple Mail, iOS) and every
+    /// extra click on `Desktop` (Chrome, macOS): more than 10,000 events of one platform
+    /// in one stream, so even the platform partition is not enough.
+    ManyEventsOnePlatform,
 }
 
 pub struct GenConfig {
@@ -38,6 +75,21 @@ pub struct GenConfig {
     pub inbound: usize,
     pub bounces: usize,
     pub scenarios: Vec<Scenario>,
+    /// 0 for the first server; other servers of an account get other data.
+    pub seed: u64,
+    /// First record id (servers are numbered apart so their MessageIDs never collide).
+    pub id_base: u64,
+    /// The server has no `legacy-tx` stream: its share goes to `outbound`.
+    pub no_legacy: bool,
+}
+
+/// `stream`, or `outbound` where the server lacks `legacy-tx`.
+fn present(stream: usize, no_legacy: bool) -> usize {
+    if no_legacy && stream == S_LEGACY {
+        S_OUTBOUND
+    } else {
+        stream
+    }
 }
 
 /// A row before numbering: (ticks, stream, kind).
@@ -122,7 +174,7 @@ fn live_stream(stream: usize, ticks: i64, now: i64) -> usize {
 }
 
 /// Sorts rows and numbers them into per-stream vectors.
-fn finish(mut rows: Vec<Row>) -> Inner {
+fn finish(mut rows: Vec<Row>, id_base: u64) -> Inner {
     rows.sort_unstable();
     let mut sizes = [0usize; NSTREAMS];
     for r in &rows {
@@ -132,11 +184,11 @@ fn finish(mut rows: Vec<Row>) -> Inner {
     for (v, n) in streams.iter_mut().zip(sizes) {
         v.reserve_exact(n);
     }
-    let next_id = rows.len() as u64;
+    let next_id = id_base + rows.len() as u64;
     for (id, (t, s, kind)) in rows.into_iter().enumerate() {
         streams[usize::from(s)].push(Rec {
             t,
-            id: id as u64,
+            id: id_base + id as u64,
             kind,
         });
     }
@@ -195,12 +247,13 @@ fn one_second(
 }
 
 pub fn outbound(cfg: &GenConfig) -> Inner {
+    let seed_out = SEED_OUT ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let start = now_secs - i64::from(cfg.days) * DAY;
-    let bursty = Bursty::new(start, now_secs - 600, SEED_OUT);
+    let bursty = Bursty::new(start, now_secs - 600, seed_out);
     let mut rows: Vec<Row> = Vec::with_capacity(cfg.outbound);
     rows.extend((0..cfg.outbound as u64).map(|i| {
-        let h = mix(SEED_OUT ^ i);
+        let h = mix(seed_out ^ i);
         let t = bursty.at(h);
         let h2 = mix(h ^ 0x5);
         let s = match h2 % 100 {
@@ -209,16 +262,17 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
             90..=94 => S_LEGACY,
             _ => S_PROMO,
         };
-        (t, live_stream(s, t, cfg.now) as u8, pick_status(h2 >> 8))
+        let s = present(live_stream(s, t, cfg.now), cfg.no_legacy);
+        (t, s as u8, pick_status(h2 >> 8))
     }));
     let (o, b) = (S_OUTBOUND as u8, S_BROADCAST as u8);
     for sc in &cfg.scenarios {
         match sc {
             Scenario::BigDay => {
                 let day = (now_secs - 10 * DAY).div_euclid(DAY) * DAY;
-                let within = Bursty::new(day, day + DAY, SEED_OUT ^ 0xb16);
+                let within = Bursty::new(day, day + DAY, seed_out ^ 0xb16);
                 rows.extend((0..15_000u64).map(|i| {
-                    let h = mix(SEED_OUT ^ 0xb16_0000 ^ i);
+                    let h = mix(seed_out ^ 0xb16_0000 ^ i);
                     (
                         within.at(h),
                         if i % 5 == 0 { b } else { o },
@@ -246,45 +300,48 @@ pub fn outbound(cfg: &GenConfig) -> Inner {
                 rows.extend(one_second(now_secs - 7 * DAY, 10_200, 0x0e5, |_, _| (o, 0)));
             }
             Scenario::Dst => {
-                rows.extend(dst_rows(now_secs, SEED_OUT, |t, h| (t, o, pick_status(h))))
+                rows.extend(dst_rows(now_secs, seed_out, |t, h| (t, o, pick_status(h))))
             }
+            Scenario::ManyEvents | Scenario::ManyEventsOnePlatform => {}
         }
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 pub fn inbound(cfg: &GenConfig) -> Inner {
+    let seed_in = SEED_IN ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let bursty = Bursty::new(
         now_secs - i64::from(cfg.days) * DAY,
         now_secs - 600,
-        SEED_IN,
+        seed_in,
     );
     let si = S_INBOUND as u8;
     let mut rows: Vec<Row> = (0..cfg.inbound as u64)
         .map(|i| {
-            let h = mix(SEED_IN ^ i);
+            let h = mix(seed_in ^ i);
             (bursty.at(h), si, pick_inbound_status(mix(h ^ 0x7)))
         })
         .collect();
     if cfg.scenarios.contains(&Scenario::Dst) {
-        rows.extend(dst_rows(now_secs, SEED_IN, |t, h| {
+        rows.extend(dst_rows(now_secs, seed_in, |t, h| {
             (t, si, pick_inbound_status(h))
         }));
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 pub fn bounces(cfg: &GenConfig) -> Inner {
+    let seed_bounce = SEED_BOUNCE ^ cfg.seed;
     let now_secs = cfg.now.div_euclid(TICKS_PER_SEC);
     let bursty = Bursty::new(
         now_secs - i64::from(cfg.days) * DAY,
         now_secs - 600,
-        SEED_BOUNCE,
+        seed_bounce,
     );
     let mut rows: Vec<Row> = (0..cfg.bounces as u64)
         .map(|i| {
-            let h = mix(SEED_BOUNCE ^ i);
+            let h = mix(seed_bounce ^ i);
             let t = bursty.at(h);
             let h2 = mix(h ^ 0x9);
             let s = match h2 % 100 {
@@ -294,7 +351,7 @@ pub fn bounces(cfg: &GenConfig) -> Inner {
                 85..=89 => S_PROMO,
                 _ => S_INBOUND,
             };
-            let s = live_stream(s, t, cfg.now);
+            let s = present(live_stream(s, t, cfg.now), cfg.no_legacy);
             let kind = if s == S_INBOUND {
                 INBOUND_ERROR
             } else {
@@ -305,11 +362,11 @@ pub fn bounces(cfg: &GenConfig) -> Inner {
         .collect();
     if cfg.scenarios.contains(&Scenario::Dst) {
         let o = S_OUTBOUND as u8;
-        rows.extend(dst_rows(now_secs, SEED_BOUNCE, |t, h| {
+        rows.extend(dst_rows(now_secs, seed_bounce, |t, h| {
             (t, o, pick_bounce_type(h))
         }));
     }
-    finish(rows)
+    finish(rows, cfg.id_base)
 }
 
 #[cfg(test)]
@@ -326,6 +383,9 @@ mod tests {
             inbound: 300,
             bounces: 400,
             scenarios,
+            seed: 0,
+            id_base: 0,
+            no_legacy: false,
         }
     }
 
@@ -335,6 +395,13 @@ mod tests {
             v.extend(recs.iter().map(|r| (s, *r)));
         }
         v
+    }
+
+    #[test]
+    fn unmix_inverts_mix() {
+        for x in [0u64, 1, 42, u64::MAX, 0x1234_5678_9abc_def0] {
+            assert_eq!(unmix(mix(x)), x);
+        }
     }
 
     #[test]

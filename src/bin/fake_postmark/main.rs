@@ -3,18 +3,29 @@
 //!
 //! It serves `/server`, `/messages/outbound`, `/messages/inbound`, `/bounces`, `/templates`
 //! and `/message-streams` with Postmark's envelopes, paging limits, newest-first order and
-//! Eastern-time date filters, plus `/__fake/*` control endpoints (ground truth, stats,
-//! scripted faults, arrivals). Records are generated from indices and stored compactly;
+//! Eastern-time date filters; opens, clicks, message details, template bodies, webhooks,
+//! inbound rules, delivery stats, suppressions and daily stats (`endpoints.rs`); an account
+//! of `--servers` servers behind the account token (`account.rs`); plus `/__fake/*` control
+//! endpoints (ground truth, stats, scripted faults, arrivals, revoke, add-server). Records are generated from indices and stored compactly;
 //! JSON is rendered per page. Plain std threads and sockets: no async runtime.
 
+mod account;
 mod api;
 mod bounces;
 mod catalog;
 mod control;
+mod daily;
+mod details;
 #[cfg(test)]
 mod e2e_tests;
 mod eastern;
+mod endpoints;
+mod events;
+mod extras;
 mod gen;
+mod ground;
+mod hostile_http;
+mod hostile_paging;
 mod http;
 mod json;
 mod records;
@@ -26,7 +37,8 @@ mod timefmt;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use clap::Parser;
@@ -37,11 +49,11 @@ use gen::{GenConfig, Scenario};
 use stats::{Control, Periodic};
 use store::Dataset;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "fake-postmark",
     version,
-    about = "Deterministic fake Postmark Server API"
+    about = "Deterministic fake Postmark Server and Account API"
 )]
 pub struct Cli {
     /// Address to bind.
@@ -68,12 +80,35 @@ pub struct Cli {
     /// Template count.
     #[arg(long, default_value_t = 25)]
     templates: usize,
+    /// Open events over tracked `Sent` outbound messages (default: 1.5 x --outbound).
+    #[arg(long)]
+    opens: Option<usize>,
+    /// Click events over link-tracked `Sent` outbound messages (default: --outbound / 2).
+    #[arg(long)]
+    clicks: Option<usize>,
+    /// Whether /messages/outbound/opens and /clicks apply fromdate/todate (honoured, like
+    /// the message search) or accept and ignore them (ignored). Real behaviour is unconfirmed.
+    #[arg(long, value_enum, default_value_t = DateFilterMode::Honoured)]
+    events_date_filter: DateFilterMode,
+    /// Daily stats reach back this many days (beyond --days, from their own generator).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    stats_days: u32,
+    /// Suppression candidates across the outbound-type message streams.
+    #[arg(long, default_value_t = 150)]
+    suppressions: usize,
     /// Extra data set; may be repeated.
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
-    /// The valid server token.
+    /// The valid server token (of the first server; with --servers N the others get
+    /// `<token>-<server ID>`).
     #[arg(long, default_value = "fake-server-token")]
     token: String,
+    /// Servers in the account, each with its own token and data (1 = a single server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    servers: u64,
+    /// The valid account token (X-Postmark-Account-Token) for /servers, /domains, /senders.
+    #[arg(long, default_value = "fake-account-token")]
+    account_token: String,
     /// Sleep this long before answering each API request.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -104,6 +139,16 @@ pub struct Cli {
     /// Log each request to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    pub hostile: hostile_paging::HostileFlags,
+    #[command(flatten)]
+    pub hostile_http: hostile_http::Hostile,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DateFilterMode {
+    Honoured,
+    Ignored,
 }
 
 /// Shared state of the running fake.
@@ -115,9 +160,26 @@ pub struct App {
     pub outbound: Dataset,
     pub inbound: Dataset,
     pub bounces: Dataset,
-    pub ctl: Control,
+    pub opens: events::Events,
+    pub clicks: events::Events,
+    pub daily: daily::Daily,
+    pub suppressions: Vec<extras::Supp>,
+    pub ctl: Arc<Control>,
     pub periodic: Periodic,
     pub server_body: Vec<u8>,
+    pub hostile: hostile_paging::Hostile,
+    /// Position in the account (0 = the first server, whose data is as without --servers).
+    pub index: u64,
+    pub server_id: u64,
+    /// Set by `/__fake/revoke`: the token then answers 401.
+    pub revoked: AtomicBool,
+    /// The other servers of the account (only on the first server).
+    pub peers: RwLock<Vec<Arc<App>>>,
+}
+
+/// ID of server number `index` of the account.
+pub fn server_id_of(index: u64) -> u64 {
+    catalog::SERVER_ID + index * 1_111
 }
 
 impl App {
@@ -126,8 +188,137 @@ impl App {
         self.now + (self.started.elapsed().as_nanos() / 100) as i64
     }
 
-    /// Generates the data for `cli` around the anchor `now` (ticks).
+    /// Generates the data for `cli` around the anchor `now` (ticks): the first server.
     pub fn new(cli: Cli, now: i64) -> App {
+        App::server(cli, now, Instant::now(), 0, Arc::default())
+    }
+
+    /// The first server plus the other `--servers`, sharing one request bookkeeping.
+    pub fn account(cli: Cli, now: i64) -> Arc<App> {
+        let n = cli.servers;
+        let first = Arc::new(App::new(cli, now));
+        // Servers are independent: generate them side by side.
+        let others: Vec<App> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..n)
+                .map(|i| {
+                    let (cfg, ctl) = (first.cfg.clone(), Arc::clone(&first.ctl));
+                    let started = first.started;
+                    (i, s.spawn(move || App::server(cfg, now, started, i, ctl)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    // A panic in a generator thread is a bug; regenerate inline to surface it.
+                    h.join().unwrap_or_else(|_| {
+                        App::server(
+                            first.cfg.clone(),
+                            now,
+                            first.started,
+                            i,
+                            Arc::clone(&first.ctl),
+                        )
+                    })
+                })
+                .collect()
+        });
+        first
+            .peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(others.into_iter().map(Arc::new));
+        first
+    }
+
+    fn add_server_at(&self, index: u64) -> Arc<App> {
+        let s = Arc::new(App::server(
+            self.cfg.clone(),
+            self.now,
+            self.started,
+            index,
+            Arc::clone(&self.ctl),
+        ));
+        self.peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&s));
+        s
+    }
+
+    /// Adds one more server to the account (`/__fake/add-server`).
+    pub fn add_server(&self) -> Arc<App> {
+        let index = 1 + self
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len() as u64;
+        self.add_server_at(index)
+    }
+
+    /// Every server of the account, first one first (call on the first server).
+    pub fn all_servers(self: &Arc<App>) -> Vec<Arc<App>> {
+        let mut v = vec![Arc::clone(self)];
+        v.extend(
+            self.peers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        v
+    }
+
+    /// The server a request is for: by `server=ID` on control endpoints (account-level
+    /// truth streams always on the first server), by server token on API endpoints;
+    /// otherwise the first server, which then answers (401, 400) as appropriate.
+    pub fn target(self: &Arc<App>, req: &http::Request) -> Arc<App> {
+        let route = req.route();
+        let all = self.all_servers();
+        let found = if route.starts_with("/__fake/") {
+            let account_level = matches!(
+                req.param("stream"),
+                Some("servers" | "domains" | "sender_signatures")
+            );
+            req.param("server")
+                .filter(|_| !account_level)
+                .and_then(|v| v.parse::<u64>().ok())
+                .and_then(|id| all.iter().find(|s| s.server_id == id).cloned())
+        } else if account::is_account_route(&route) {
+            None
+        } else {
+            req.header("x-postmark-server-token")
+                .and_then(|t| all.iter().find(|s| s.cfg.token == t).cloned())
+        };
+        found.unwrap_or_else(|| Arc::clone(self))
+    }
+
+    /// Whether this server has message stream `s` (odd-numbered servers of an account
+    /// have no `legacy-tx`, so stream lists differ between servers).
+    pub fn has_stream(&self, s: usize) -> bool {
+        !(s == catalog::S_LEGACY && self.index % 2 == 1)
+    }
+
+    /// [`catalog::stream_index`] among this server's streams.
+    pub fn stream_index(&self, name: &str) -> Option<usize> {
+        catalog::stream_index(name).filter(|&s| self.has_stream(s))
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
+
+    /// Server number `index` of the account: its own token, IDs and data.
+    fn server(mut cli: Cli, now: i64, started: Instant, index: u64, ctl: Arc<Control>) -> App {
+        let server_id = server_id_of(index);
+        let seed = if index == 0 {
+            0
+        } else {
+            gen::mix(index ^ 0x5e5e)
+        };
+        if index > 0 {
+            cli.token = format!("{}-{server_id}", cli.token);
+            cli.templates += 3 * index as usize;
+        }
         let gcfg = GenConfig {
             now,
             days: cli.days,
@@ -135,6 +326,9 @@ impl App {
             inbound: cli.inbound,
             bounces: cli.bounces,
             scenarios: cli.scenarios.clone(),
+            seed,
+            id_base: index << 32,
+            no_legacy: index % 2 == 1,
         };
         // The datasets are independent; build them side by side to shorten startup.
         let (outbound, inbound, bounces) = std::thread::scope(|s| {
@@ -148,6 +342,47 @@ impl App {
             };
             (join(o, gen::outbound), i, join(b, gen::bounces))
         });
+        let one = cli.scenarios.contains(&Scenario::ManyEventsOnePlatform);
+        let many = one || cli.scenarios.contains(&Scenario::ManyEvents);
+        let limit = now - 60 * TICKS_PER_SEC;
+        let n_opens = cli.opens.unwrap_or(cli.outbound * 3 / 2);
+        let n_clicks = cli.clicks.unwrap_or(cli.outbound / 2);
+        let opens = events::generate(
+            &outbound,
+            n_opens,
+            (if many { 12_000 } else { 0 }, one),
+            false,
+            limit,
+            seed,
+        );
+        let clicks = events::generate(
+            &outbound,
+            n_clicks,
+            (if many { 11_000 } else { 0 }, one),
+            true,
+            limit,
+            seed,
+        );
+        let data_start = now - i64::from(cli.days) * eastern::DAY * TICKS_PER_SEC;
+        let daily = {
+            let (o, c) = (opens.read(), clicks.read());
+            let all = |g: &events::EvData| -> Vec<events::Ev> {
+                g.by_time.iter().flatten().copied().collect()
+            };
+            daily::Daily::build(
+                &outbound,
+                &bounces,
+                &all(&o),
+                &all(&c),
+                now,
+                data_start,
+                cli.stats_days,
+                seed,
+                index % 2 == 1,
+            )
+        };
+        let suppressions =
+            extras::suppressions(cli.suppressions, now / TICKS_PER_SEC, seed, index % 2 == 1);
         App {
             periodic: Periodic {
                 fail_every: cli.fail_every,
@@ -155,14 +390,26 @@ impl App {
                 retry_after: cli.retry_after,
                 drop_every: cli.drop_every,
             },
-            server_body: catalog::server(&cli.token),
+            server_body: {
+                let (name, color) = catalog::server_name(index);
+                catalog::server_for(&cli.token, server_id, &name, color)
+            },
             cfg: cli,
             now,
-            started: Instant::now(),
+            started,
             outbound: Dataset::new(outbound),
             inbound: Dataset::new(inbound),
             bounces: Dataset::new(bounces),
-            ctl: Control::default(),
+            opens,
+            clicks,
+            daily,
+            suppressions,
+            ctl,
+            hostile: hostile_paging::Hostile::default(),
+            index,
+            server_id,
+            revoked: AtomicBool::new(false),
+            peers: RwLock::default(),
         }
     }
 
@@ -170,7 +417,27 @@ impl App {
     pub fn arrive_live(&self, n: usize) {
         let t0 = self.live_ticks();
         let times = (0..n).map(|i| t0 + i as i64);
-        control::arrive_into(&self.outbound, S_OUTBOUND, times, gen::pick_status);
+        let recs = control::arrive_into(&self.outbound, S_OUTBOUND, times, gen::pick_status);
+        for r in &recs {
+            self.daily.add_message(S_OUTBOUND, r.t, r.id);
+        }
+    }
+
+    /// The outbound message with this MessageID: (stream, record).
+    pub fn find_outbound(&self, message_id: &str) -> Option<(usize, store::Rec)> {
+        let id = records::parse_message_id(message_id)?;
+        let g = self.outbound.read();
+        for (s, v) in g.streams.iter().enumerate() {
+            // Ids grow with time except after back-dated arrivals: try the fast way first.
+            let i = v.partition_point(|r| r.id < id);
+            if v.get(i).is_some_and(|r| r.id == id) {
+                return Some((s, v[i]));
+            }
+        }
+        g.streams
+            .iter()
+            .enumerate()
+            .find_map(|(s, v)| v.iter().find(|r| r.id == id).map(|r| (s, *r)))
     }
 }
 
@@ -200,7 +467,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = Arc::new(App::new(cli, now));
+    let app = App::account(cli, now);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "fake-postmark listening on http://{addr}");
     let _ = out.flush();

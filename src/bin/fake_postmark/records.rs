@@ -60,6 +60,32 @@ pub fn message_id_raw(out: &mut Vec<u8>, id: u64, inbound: bool) {
     json::uuid_raw(out, mix(id ^ salt), mix(id ^ salt ^ 0x5eed));
 }
 
+/// Record id of an outbound MessageID, if it is one this fake could have issued (the
+/// caller still checks that the record exists).
+pub fn parse_message_id(s: &str) -> Option<u64> {
+    let hex: Vec<u8> = s
+        .bytes()
+        .filter(|&c| c != b'-')
+        .map(|c| (c as char).to_digit(16).map(|d| d as u8))
+        .collect::<Option<Vec<u8>>>()?;
+    if hex.len() != 32 || s.len() != 36 {
+        return None;
+    }
+    // Nibble i of the rendered id is hex[i] (see json::uuid_raw).
+    let mut bits = 0u64;
+    let mut k = 0;
+    for (i, n) in hex.iter().enumerate() {
+        if i < 12 || (13..=15).contains(&i) || i == 17 {
+            bits |= u64::from(*n) << (4 * k);
+            k += 1;
+        }
+    }
+    let id = crate::gen::unmix(bits) ^ SALT_OUT;
+    let mut again = Vec::with_capacity(36);
+    message_id_raw(&mut again, id, false);
+    again.eq_ignore_ascii_case(s.as_bytes()).then_some(id)
+}
+
 /// A quoted address like `"dana.reyes42@example.net"`. Written directly: the parts are
 /// plain ASCII that never needs escaping, and this runs several times per record.
 pub fn email(out: &mut Vec<u8>, h: u64) {
@@ -98,30 +124,79 @@ pub fn subject(out: &mut Vec<u8>, h: u64, ascii: bool) {
     }
 }
 
+/// Tags of transactional and broadcast messages (index 0 of [`TAG_NAMES`] = no tag).
+pub const TAG_NAMES: [&str; 9] = [
+    "",
+    "password-reset",
+    "receipt",
+    "invoice",
+    "welcome",
+    "account-notice",
+    "weekly-digest",
+    "newsletter",
+    "spring-sale",
+];
+
+/// The two hashes every outbound field derives from.
+pub fn out_hashes(id: u64) -> (u64, u64) {
+    let h = mix(id ^ SALT_OUT ^ 0xa5a5);
+    (h, mix(h))
+}
+
+fn is_broadcast(stream: usize) -> bool {
+    stream == S_BROADCAST || stream == S_PROMO
+}
+
+/// Tag of an outbound message: `None` = field absent, `Some(0)` = `""`, else a
+/// [`TAG_NAMES`] index.
+pub fn out_tag(h: u64, stream: usize) -> Option<usize> {
+    match h % 16 {
+        0 => None,
+        1 => Some(0),
+        x => Some(if is_broadcast(stream) {
+            6 + (x as usize) % 3
+        } else {
+            1 + (x as usize) % 5
+        }),
+    }
+}
+
+/// Whether the message has a second `To` recipient.
+pub fn out_two_to(h: u64) -> bool {
+    (h >> 24).is_multiple_of(20)
+}
+
+pub fn out_track_opens(h: u64) -> bool {
+    (h >> 45) & 1 == 1
+}
+
+pub const TRACK_LINKS: [&str; 4] = ["HtmlAndText", "None", "HtmlOnly", "TextOnly"];
+
+/// Index into [`TRACK_LINKS`].
+pub fn out_track_links(h: u64) -> usize {
+    ((h >> 46) % 4) as usize
+}
+
+/// Hash of the `To` recipient `i` (0 or 1) of a message, for [`email`].
+pub fn out_recipient(h2: u64, i: u8) -> u64 {
+    if i == 0 {
+        h2
+    } else {
+        mix(h2)
+    }
+}
+
 /// One `/messages/outbound` record.
 pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
-    let h = mix(r.id ^ SALT_OUT ^ 0xa5a5);
-    let h2 = mix(h);
+    let (h, h2) = out_hashes(r.id);
     let ascii = h2.is_multiple_of(4);
-    let broadcast = stream == S_BROADCAST || stream == S_PROMO;
+    let broadcast = is_broadcast(stream);
     out.push(b'{');
-    match h % 16 {
-        0 => {}
-        1 => out.extend_from_slice(b"\"Tag\":\"\","),
-        x => {
-            let tags: &[&str] = if broadcast {
-                &["weekly-digest", "newsletter", "spring-sale"]
-            } else {
-                &[
-                    "password-reset",
-                    "receipt",
-                    "invoice",
-                    "welcome",
-                    "account-notice",
-                ]
-            };
+    match out_tag(h, stream) {
+        None => {}
+        Some(t) => {
             key(out, "Tag");
-            string(out, tags[(x as usize) % tags.len()], false);
+            string(out, TAG_NAMES[t], false);
             out.push(b',');
         }
     }
@@ -130,7 +205,7 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b",\"MessageStream\":");
     string(out, STREAMS[stream].id, false);
     // Recipients: one or two To, sometimes a Cc and a Bcc.
-    let to2 = (h >> 24).is_multiple_of(20);
+    let to2 = out_two_to(h);
     let cc = (h >> 28).is_multiple_of(8);
     let bcc = (h >> 31).is_multiple_of(25);
     out.extend_from_slice(b",\"To\":[");
@@ -184,10 +259,9 @@ pub fn outbound(out: &mut Vec<u8>, stream: usize, r: &Rec) {
     out.extend_from_slice(b"],\"Status\":");
     string(out, OUTBOUND_STATUS[usize::from(r.kind) % 3], false);
     out.extend_from_slice(b",\"TrackOpens\":");
-    boolean(out, (h >> 45) & 1 == 1);
+    boolean(out, out_track_opens(h));
     out.extend_from_slice(b",\"TrackLinks\":");
-    let links = ["HtmlAndText", "None", "HtmlOnly", "TextOnly"];
-    string(out, links[((h >> 46) % 4) as usize], false);
+    string(out, TRACK_LINKS[out_track_links(h)], false);
     out.extend_from_slice(b",\"Metadata\":");
     if (h >> 48).is_multiple_of(3) {
         out.extend_from_slice(b"{}");
@@ -286,6 +360,22 @@ pub fn inbound(out: &mut Vec<u8>, r: &Rec) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_parse_back() {
+        for id in [0u64, 7, 123_456, 1 << 33] {
+            let mut v = Vec::new();
+            message_id_raw(&mut v, id, false);
+            let s = String::from_utf8(v).unwrap();
+            assert_eq!(parse_message_id(&s), Some(id));
+            assert_eq!(parse_message_id(&s.to_uppercase()), Some(id));
+        }
+        assert_eq!(parse_message_id("not-an-id"), None);
+        assert_eq!(
+            parse_message_id("00000000-0000-4000-8000-000000000000"),
+            None
+        );
+    }
 
     #[test]
     fn records_are_valid_json_with_expected_fields() {

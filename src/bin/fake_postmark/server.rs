@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::control::{self, Outcome};
+use crate::hostile_http;
 use crate::http::{self, ReadError, Request};
 use crate::stats::fault_reply;
 use crate::App;
@@ -33,7 +34,7 @@ pub fn serve(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-fn connection(app: &App, stream: TcpStream) {
+fn connection(account: &Arc<App>, stream: TcpStream) {
     // Nagle would delay the body segment behind the header segment.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(IDLE));
@@ -58,8 +59,13 @@ fn connection(app: &App, stream: TcpStream) {
         let started = Instant::now();
         body.clear();
         let is_api = !req.route().starts_with("/__fake/");
+        // The server of the account this request is for (by token or `server=ID`).
+        let target = account.target(&req);
+        let app: &App = &target;
         let outcome = if is_api {
             api_request(app, &req, &mut body)
+        } else if req.route() == "/__fake/add-server" {
+            control::add_server(account, &req, &mut body)
         } else {
             control::handle(app, &req, &mut body)
         };
@@ -77,7 +83,7 @@ fn connection(app: &App, stream: TcpStream) {
                 continue;
             }
             Outcome::Drop => {
-                app.ctl.end(&req, 0);
+                app.ctl.end_on(&req, 0, app.server_id);
                 log(app, &req, 0, started);
                 return;
             }
@@ -103,7 +109,7 @@ fn connection(app: &App, stream: TcpStream) {
         let keep = req.keep_alive && !exit;
         let written = http::write_response(&mut w, &head, payload, keep);
         if is_api {
-            app.ctl.end(&req, head.status);
+            app.ctl.end_on(&req, head.status, app.server_id);
         }
         log(app, &req, head.status, started);
         if exit {
@@ -145,8 +151,15 @@ fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> 
     if delay > 0 {
         thread::sleep(Duration::from_millis(delay));
     }
-    match fault {
-        Some(f) if f.status != 200 => Outcome::Respond(fault_reply(&f, out)),
-        _ => Outcome::Respond(crate::api::handle(app, req, out)),
+    if let Some(o) = hostile_http::before(&app.cfg.hostile_http, req, out) {
+        return o;
+    }
+    let mut head = match fault {
+        Some(f) if f.status != 200 => fault_reply(&f, out),
+        _ => crate::api::handle(app, req, out),
+    };
+    match hostile_http::after(&app.cfg.hostile_http, req, &mut head, out) {
+        Some(stalled) => stalled,
+        None => Outcome::Respond(head),
     }
 }

@@ -67,7 +67,14 @@ impl Control {
     }
 
     /// Records the outcome of an API request (status 0 = dropped) after it was answered.
+    /// Kept for callers without a server at hand (the log then names the first server).
+    #[allow(dead_code)]
     pub fn end(&self, req: &Request, status: u16) {
+        self.end_on(req, status, crate::catalog::SERVER_ID);
+    }
+
+    /// [`Control::end`] naming the server (ID) of the account that answered it.
+    pub fn end_on(&self, req: &Request, status: u16, server: u64) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut query = Map::new();
         for (k, v) in &req.params {
@@ -79,6 +86,7 @@ impl Control {
             "path": req.path,
             "query": query,
             "status": status,
+            "server": server,
             "server_token": req.header("x-postmark-server-token").is_some(),
             "account_token": req.header("x-postmark-account-token").is_some(),
             "accept": req.header("accept").unwrap_or(""),

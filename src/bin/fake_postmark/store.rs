@@ -91,9 +91,28 @@ impl Dataset {
         }
     }
 
+    /// Deletes up to `n` of the newest records of `stream` with time in `[from, to)`;
+    /// returns how many went.
+    pub fn remove_newest(&self, stream: usize, from: i64, to: i64, n: usize) -> usize {
+        let mut g = self.write();
+        let Some(v) = g.streams.get_mut(stream) else {
+            return 0;
+        };
+        let lo = v.partition_point(|r| r.t < from);
+        let hi = v.partition_point(|r| r.t < to).max(lo);
+        let start = hi.saturating_sub(n).max(lo);
+        v.drain(start..hi);
+        hi - start
+    }
+
     /// Inserts new records (ticks, kind) into one stream, keeping the order; ids continue
     /// the dataset's sequence. Returns the number added.
     pub fn insert(&self, stream: usize, items: &[(i64, u8)]) -> usize {
+        self.insert_recs(stream, items).len()
+    }
+
+    /// [`Dataset::insert`] returning the records added.
+    pub fn insert_recs(&self, stream: usize, items: &[(i64, u8)]) -> Vec<Rec> {
         let mut g = self.write();
         let mut recs: Vec<Rec> = items
             .iter()
@@ -107,12 +126,12 @@ impl Dataset {
         g.next_id += recs.len() as u64;
         recs.sort_unstable();
         let Some(v) = g.streams.get_mut(stream) else {
-            return 0;
+            return Vec::new();
         };
         // Arrivals are usually newer than everything stored, so append when possible.
         let first = match recs.first() {
             Some(r) => *r,
-            None => return 0,
+            None => return Vec::new(),
         };
         let appendable = match v.last() {
             Some(l) => *l < first,
@@ -122,7 +141,7 @@ impl Dataset {
         if !appendable {
             v.sort_unstable();
         }
-        recs.len()
+        recs
     }
 }
 

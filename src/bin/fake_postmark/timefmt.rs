@@ -89,6 +89,29 @@ pub fn push_rfc2822(out: &mut Vec<u8>, utc_secs: i64, off_secs: i64) {
     push_offset(out, off_secs, false);
 }
 
+/// `2026-11-30T12:34:56.123456Z`, or without a fraction on a whole second: the form the
+/// connector normalises date-times to (truth listings).
+pub fn push_utc(out: &mut Vec<u8>, ticks: i64) {
+    let secs = ticks.div_euclid(TICKS_PER_SEC);
+    push_local(out, secs);
+    let frac = ticks.rem_euclid(TICKS_PER_SEC) / 10;
+    if frac != 0 {
+        out.push(b'.');
+        push_num(out, frac, 6);
+    }
+    out.push(b'Z');
+}
+
+/// `2026-11-30`: a day number (days since 1970-01-01) as a date.
+pub fn push_date(out: &mut Vec<u8>, day: i64) {
+    let (y, m, d) = civil_from_days(day);
+    push_num(out, y, 4);
+    out.push(b'-');
+    push_num(out, i64::from(m), 2);
+    out.push(b'-');
+    push_num(out, i64::from(d), 2);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +161,21 @@ mod tests {
             let ticks = secs * TICKS_PER_SEC + 1_234_567;
             assert_eq!(parse_rfc3339_ticks(&fmt7(ticks)), Some(ticks));
         }
+    }
+
+    #[test]
+    fn utc_and_dates() {
+        let t = utc(2026, 11, 30, 12, 34, 56) * TICKS_PER_SEC;
+        let f = |t: i64| {
+            let mut v = Vec::new();
+            push_utc(&mut v, t);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(f(t), "2026-11-30T12:34:56Z");
+        assert_eq!(f(t + 1_234_560), "2026-11-30T12:34:56.123456Z");
+        let mut v = Vec::new();
+        push_date(&mut v, days_from_civil(2026, 3, 8));
+        assert_eq!(v, b"2026-03-08");
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl<W: Write> Engine<'_, '_, W> {
 
     /// Hands a task's rows to child tasks (same stream and partition); the task completes
     /// when they all have. Returns the first child's id.
-    fn hand_over(
+    pub(super) fn hand_over(
         &mut self,
         task_id: TaskId,
         stream: usize,

@@ -67,8 +67,13 @@ impl<W: Write> Engine<'_, '_, W> {
         run.phase = Phase::Done;
         run.took = Some(run.elapsed());
         let (name, line, unmetered) = (run.name(), run.describe_end(), run.take_unmetered());
+        let level = if run.skipped > 0 {
+            Level::Warn
+        } else {
+            Level::Info
+        };
         self.out.metric_counter(name, unmetered);
-        self.out.log(Level::Info, &line)?;
+        self.out.log(level, &line)?;
         self.out.stream_status(name, StreamStatus::Complete)?;
         self.out.flush()
     }

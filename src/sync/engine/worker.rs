@@ -1,6 +1,8 @@
 //! The worker pool: threads that only perform HTTP requests (with retries and the shared
 //! limiter) and hand bodies back to the main thread, plus the query each page needs.
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,17 +30,33 @@ pub(super) enum WorkerMsg {
     Retrying(String),
 }
 
+/// The text of a caught panic.
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Spawns `n` workers. A panic while a worker performs a request is caught and answered as
+/// that job's failure, so the main thread fails the job's stream instead of waiting for it.
+/// `panic_at`: test-only, the worker handling the request with that number (1-based,
+/// counted over all workers) panics.
 pub(super) fn spawn_workers(
     n: usize,
     client: &Arc<Client>,
     jobs: Receiver<Job>,
     results: Sender<WorkerMsg>,
+    panic_at: Option<u64>,
 ) {
     let jobs = Arc::new(Mutex::new(jobs));
+    let started = Arc::new(AtomicU64::new(0));
     for _ in 0..n {
         let jobs = Arc::clone(&jobs);
         let results = results.clone();
         let client = Arc::clone(client);
+        let started = Arc::clone(&started);
         thread::spawn(move || loop {
             let job = {
                 let Ok(rx) = jobs.lock() else { return };
@@ -51,7 +69,19 @@ pub(super) fn spawn_workers(
             let mut on_retry = |m: String| {
                 let _ = retry_tx.send(WorkerMsg::Retrying(m));
             };
-            let result = client.get(&job.request, &job.context, &mut on_retry);
+            let number = started.fetch_add(1, Ordering::SeqCst) + 1;
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                if panic_at == Some(number) {
+                    panic!("test hook: worker panic injected at request {number}");
+                }
+                client.get(&job.request, &job.context, &mut on_retry)
+            }))
+            .unwrap_or_else(|payload| {
+                Err(Error::Internal {
+                    context: job.context.clone(),
+                    detail: format!("a worker thread panicked: {}", panic_message(&*payload)),
+                })
+            });
             let msg = WorkerMsg::Done {
                 id: job.id,
                 result,
@@ -78,20 +108,37 @@ pub(super) fn build_request(
         query.push(("count", count.to_string()));
         query.push(("offset", offset.to_string()));
     }
-    if let Some((start, end)) = window {
-        // Both filter ends are inclusive to the second. With a cursor field the window's end
-        // second is included and the record filter drops it, which holds whether `todate`
-        // covers its whole second or not; without one (inbound), or when that end second
-        // crowds out the window's own rows (`tight`), the query stops one second earlier.
-        let last = match (spec.cursor, tight) {
-            (Cursor::WindowEnd, _) | (_, true) => end - Duration::seconds(1),
-            _ => end,
-        };
-        query.push(("fromdate", eastern::format_filter(start)));
-        query.push(("todate", eastern::format_filter(last)));
+    match (window, spec.cursor) {
+        // Daily stats: inclusive dates, from the calendar day of the start (as `start_date`
+        // is written) through the Eastern day the window ends in (today).
+        (Some((start, end)), Cursor::Day(_)) => {
+            let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+            query.push(("fromdate", day(start.date_naive())));
+            query.push(("todate", day(eastern::to_wall(end).date())));
+        }
+        (Some((start, end)), _) => {
+            // Both filter ends are inclusive to the second. With a record filter the
+            // window's end second is included and the filter drops it, which holds whether
+            // `todate` covers its whole second or not; without one (inbound), or when that
+            // end second crowds out the window's own rows (`tight`), the query stops one
+            // second earlier.
+            let last = if tight || spec.window_filter_field().is_none() {
+                end - Duration::seconds(1)
+            } else {
+                end
+            };
+            query.push(("fromdate", eastern::format_filter(start)));
+            query.push(("todate", eastern::format_filter(last)));
+        }
+        (None, _) => {}
     }
+    let mut path = spec.path.to_string();
     if let Some(ms) = partition {
-        query.push(("messagestream", ms.to_string()));
+        if path.contains("{stream}") {
+            path = path.replace("{stream}", &encode_segment(ms));
+        } else {
+            query.push(("messagestream", ms.to_string()));
+        }
     }
     for (k, v) in filters {
         query.push((k, v.to_string()));
@@ -99,10 +146,20 @@ pub(super) fn build_request(
     for (k, v) in spec.extra_query {
         query.push((k, v.to_string()));
     }
-    Request {
-        path: spec.path,
-        query,
+    Request { path, query }
+}
+
+/// A value placed in a URL path: everything but unreserved characters percent-encoded.
+pub(super) fn encode_segment(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
+    out
 }
 
 #[cfg(test)]
