@@ -302,3 +302,74 @@ fn a_second_sync_returns_new_events_and_re_reads_only_the_recent_stats_days() {
         "the re-read day counts the new opens"
     );
 }
+
+#[test]
+fn opens_and_clicks_past_10000_in_one_message_stream_are_complete_when_dates_are_honoured() {
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events",
+        "--events-date-filter",
+        "honoured",
+    ]);
+    let s = Scratch::new("datasets-many-events");
+    let run = airbyte_read(&fake, &s, &["opens", "clicks"], json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for stream in ["opens", "clicks"] {
+        let truth = fake.truth_records(stream, Some(default_range()));
+        let in_outbound = truth
+            .iter()
+            .filter(|r| r["MessageStream"] == "outbound")
+            .count();
+        assert!(
+            in_outbound > 10_000,
+            "{stream}: {in_outbound} in one stream"
+        );
+        assert_exactly(stream, &run.keys(stream), &truth_of(&fake, stream));
+    }
+    assert_eq!(fake.stats()["cap_violations"], 0);
+}
+
+#[test]
+fn a_second_singer_sync_continues_from_its_bookmarks_for_events_and_stats() {
+    let fake = Fake::start(&[]);
+    let s = Scratch::new("datasets-singer-incremental");
+    let cfg = s.config(&fake, json!({}));
+    let discover = run(&["--config", &cfg, "--discover"]);
+    let mut catalog: Value = serde_json::from_str(&discover.stdout).unwrap();
+    let picked = ["opens", "stats_outbound_daily"];
+    for entry in catalog["streams"].as_array_mut().unwrap() {
+        let name = entry["tap_stream_id"].as_str().unwrap().to_string();
+        entry["metadata"][0]["metadata"]["selected"] = json!(picked.contains(&name.as_str()));
+    }
+    let cat = s.write_json("catalog.json", &catalog);
+    let first = run(&["--config", &cfg, "--catalog", &cat]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let state = first.of_type("STATE").last().cloned().expect("a STATE")["value"].clone();
+    assert!(state["bookmarks"]["opens"].is_object(), "{state}");
+    assert!(
+        state["bookmarks"]["stats_outbound_daily"].is_object(),
+        "{state}"
+    );
+
+    fake.arrive("opens", 30, "2026-11-20T13:00:00Z");
+    let st = s.write_json("state.json", &state);
+    let later = "2026-11-21T12:00:00Z";
+    let second = run_at(
+        &["--config", &cfg, "--catalog", &cat, "--state", &st],
+        later,
+        None,
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let range = ("2026-11-19T11:55:00Z", "2026-11-21T11:55:00Z");
+    assert_exactly(
+        "opens",
+        &second.keys("opens"),
+        &fake.truth("opens", Some(range)),
+    );
+    let stats_range = ("2026-11-13T00:00:00Z", range.1);
+    assert_exactly(
+        "stats_outbound_daily",
+        &second.keys("stats_outbound_daily"),
+        &fake.truth("stats_outbound_daily", Some(stats_range)),
+    );
+}

@@ -144,15 +144,10 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
         .find_map(|l| l.strip_prefix("ENTRYPOINT "))
         .expect("an exec-form ENTRYPOINT");
     let parts: Vec<String> = serde_json::from_str(entrypoint).expect("exec form");
+    // `ENV AIRBYTE_ENTRYPOINT=...` or a continuation line of a multi-variable ENV.
     let env = text
         .lines()
-        .map(|l| {
-            l.trim_start()
-                .trim_start_matches("ENV ")
-                .trim_end_matches('\\')
-                .trim()
-        })
-        // Alone (`ENV AIRBYTE_ENTRYPOINT=...`) or a continuation line of one `ENV`.
+        .map(|l| l.trim_start().trim_start_matches("ENV "))
         .find_map(|l| l.strip_prefix("AIRBYTE_ENTRYPOINT="))
         .expect("AIRBYTE_ENTRYPOINT");
     assert_eq!(
@@ -175,9 +170,10 @@ fn the_dockerfile_is_a_valid_airbyte_image_definition() {
         !user.starts_with("root") && !user.starts_with('0'),
         "non-root user"
     );
-    // The final image is `scratch` plus busybox, which provides /bin/sh.
+    // The runtime stage is `FROM scratch` plus a static busybox as /bin/sh (Airbyte's
+    // launchers wrap the entrypoint in a shell); scripts/ci/docker.sh runs it for real.
     assert!(
-        text.contains("FROM scratch") && text.contains("ln -s busybox \"/rootfs/bin/$applet\""),
+        text.contains("cp /bin/busybox /rootfs/bin/busybox") && text.contains("ln -s busybox"),
         "a final image with /bin/sh"
     );
     assert!(
