@@ -15,6 +15,15 @@ fn metrics(stderr: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Does `path` fill the placeholders (`{...}` segments) of `template`?
+fn fills(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
 fn singer_catalog() -> Value {
     serde_json::from_str(include_str!("../../catalogs/singer_catalog.json")).expect("catalog")
 }
@@ -60,12 +69,19 @@ fn singer_metrics_count_every_record_per_stream_and_time_every_request() {
         counters < total / 20,
         "counters are periodic, not per record: {counters} for {total} records"
     );
-    // One timer per page request; the message-stream list the plan starts from is not a page.
+    // One timer per page request, tagged with its endpoint's path template
+    // (`/templates/{TemplateId}`); the message-stream list the plan starts from is not a page.
     let mut requests: BTreeMap<String, u64> = BTreeMap::new();
     for r in fake.requests() {
-        *requests
-            .entry(r["path"].as_str().unwrap().to_string())
-            .or_default() += 1;
+        let path = r["path"].as_str().unwrap();
+        let endpoint = timers
+            .keys()
+            .filter(|t| fills(t, path))
+            // An exact path before a template that would also match it.
+            .min_by_key(|t| t.matches('{').count())
+            .cloned()
+            .unwrap_or_else(|| path.to_string());
+        *requests.entry(endpoint).or_default() += 1;
     }
     *requests.get_mut("/message-streams").unwrap() -= 1;
     assert_eq!(timers, requests);

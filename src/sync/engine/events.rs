@@ -448,6 +448,7 @@ impl<W: Write> Engine<'_, '_, W> {
             detail: None,
             // Not a request: only handed to `emit_page`, never timed.
             sent: std::time::Instant::now(),
+            endpoint: "",
         };
         let kept = Page {
             total: page.total,

@@ -106,6 +106,9 @@ struct InFlight {
     generation: u32,
     /// When the job went to an idle worker: its duration feeds the Singer request timer.
     sent: Instant,
+    /// The endpoint requested, placeholders unfilled (`/templates/{TemplateId}`): the
+    /// timer's tag.
+    endpoint: &'static str,
     probe: Option<Window>,
     detail: Option<fanout::Detail>,
 }
@@ -534,12 +537,17 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     p.count.map(|c| (offset, c)),
                 ),
             };
+            let mut endpoint = match (&p.detail, spec.fan_out) {
+                (Some(_), Some(f)) => f.path,
+                _ => spec.path,
+            };
             if let Some(part) = spec
                 .parts
                 .get(offset as usize)
                 .filter(|_| p.count.is_none())
             {
                 request.path = part.path.to_string();
+                endpoint = part.path;
             }
             let context = match (&p.detail, &partition) {
                 (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
@@ -560,6 +568,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     count: p.count,
                     generation: p.generation,
                     sent: Instant::now(),
+                    endpoint,
                     probe: p.probe,
                     detail: p.detail,
                 },
@@ -586,13 +595,9 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let spec = self.runs[job.stream].selected.spec;
-        let endpoint = match (&job.detail, spec.fan_out) {
-            (Some(_), Some(f)) => f.path,
-            _ => spec.path,
-        };
         let took = job.sent.elapsed().as_secs_f64();
         self.out
-            .metric_timer(endpoint, spec.name, took, result.is_ok());
+            .metric_timer(job.endpoint, spec.name, took, result.is_ok());
         if self.runs[job.stream].phase != Phase::Running {
             return Ok(());
         }
