@@ -164,17 +164,19 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     });
     if spec.is_incremental() {
         stream_md["valid-replication-keys"] =
-            json!(spec.cursor_field().into_iter().collect::<Vec<_>>());
-        if let Some(c) = spec.cursor_field() {
+            json!(spec.replication_key().into_iter().collect::<Vec<_>>());
+        if let Some(c) = spec.replication_key() {
             stream_md["replication-key"] = json!(c);
         }
         stream_md["replication-method"] = json!("INCREMENTAL");
+        // What the tap does unless a catalog asks for FULL_TABLE (which it honours).
+        stream_md["forced-replication-method"] = json!("INCREMENTAL");
     } else {
         stream_md["forced-replication-method"] = json!("FULL_TABLE");
     }
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_md})];
     for field in spec.property_names() {
-        let automatic = spec.is_key(&field) || Some(field.as_str()) == spec.cursor_field();
+        let automatic = spec.is_key(&field) || Some(field.as_str()) == spec.replication_key();
         let md = if automatic {
             json!({"inclusion": "automatic"})
         } else {
@@ -190,7 +192,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
         "replication_method": method,
         "metadata": metadata,
     });
-    if let Some(c) = spec.cursor_field() {
+    if let Some(c) = spec.replication_key() {
         s["replication_key"] = json!(c);
     }
     s
@@ -316,13 +318,12 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             .or_else(|| entry.get("replication_key"))
             .and_then(|k| k.as_str())
         {
-            if incremental && spec.cursor_field() != Some(key) {
+            if incremental && spec.replication_key() != Some(key) {
                 return Err(format!(
                     "stream '{name}': replication-key \"{key}\" is not supported; {}",
-                    match spec.cursor_field() {
+                    match spec.replication_key() {
                         Some(c) => format!("use \"{c}\""),
-                        None => "leave it unset (the cursor is the end of the last synced window)"
-                            .into(),
+                        None => "leave it unset".into(),
                     }
                 ));
             }
@@ -332,7 +333,7 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             if let [p, field] = crumb.as_slice() {
                 if p == "properties"
                     && !spec.is_key(field)
-                    && Some(field.as_str()) != spec.cursor_field()
+                    && Some(field.as_str()) != spec.replication_key()
                     && !field_selected(md)
                 {
                     excluded.push(field.clone());

@@ -264,6 +264,10 @@ pub fn read<W: Write>(
     Ok(outcome.failed)
 }
 
+/// Singer capabilities (`--about`); `activate-version`: full-table streams end with
+/// ACTIVATE_VERSION, so targets drop rows Postmark no longer has.
+pub const CAPABILITIES: [&str; 5] = ["catalog", "discover", "state", "about", "activate-version"];
+
 /// State sanity (see [`state::sanitize`]): future cursors are a config error, late ones
 /// are reset and ancient ones start at the retention edge, each with a warning.
 fn check_state<W: Write>(
@@ -307,7 +311,7 @@ pub fn about<W: Write>(json_format: bool, out: &mut Emitter<W>) -> Result<(), Er
         "description": "Postmark source: outbound and inbound messages, bounces, templates and message streams.",
         "version": env!("CARGO_PKG_VERSION"),
         "sdk_version": null,
-        "capabilities": ["catalog", "discover", "state", "about"],
+        "capabilities": CAPABILITIES,
         "streams": crate::streams::STREAMS.iter().map(|s| s.name).collect::<Vec<_>>(),
         "settings": settings,
     });
@@ -315,9 +319,10 @@ pub fn about<W: Write>(json_format: bool, out: &mut Emitter<W>) -> Result<(), Er
         return out.message(&about);
     }
     let mut text = format!(
-        "# source-postmark {}\n\n{}\n\nCapabilities: catalog, discover, state, about\n\nStreams: {}\n\n## Settings\n\n",
+        "# source-postmark {}\n\n{}\n\nCapabilities: {}\n\nStreams: {}\n\n## Settings\n\n",
         env!("CARGO_PKG_VERSION"),
         about["description"].as_str().unwrap_or_default(),
+        CAPABILITIES.join(", "),
         crate::streams::names()
     );
     if let Some(props) = about["settings"]["properties"].as_object() {

@@ -7,6 +7,11 @@
 //!
 //! Units are part of the contract: Airbyte `emitted_at` is epoch **milliseconds** (an
 //! integer on RECORD, a number on TRACE); `sourceStats.recordCount` is a float.
+//!
+//! Singer extras: `METRIC` log lines on stderr in singer-python's format (`record_count`
+//! counters, `http_request_duration` timers), and table versions for full-table streams
+//! (records carry `version`, the stream ends with `ACTIVATE_VERSION`, so a target drops rows
+//! the source no longer has).
 
 use std::io::{self, BufWriter, Write};
 
@@ -70,6 +75,11 @@ pub struct Emitter<W: Write> {
     /// Per-page record prefix/suffix pieces, computed once per page.
     emitted_at_ms: i64,
     time_extracted: String,
+    /// Singer: per full-table stream, its version and the `,"version":N` its records carry.
+    versions: Vec<(String, i64, String)>,
+    /// WARN lines per stream (attributed by the stream name they mention), and in total.
+    warnings: Vec<(&'static str, u64)>,
+    warnings_total: u64,
 }
 
 fn stdout_err(e: io::Error) -> Error {
@@ -87,6 +97,9 @@ impl<W: Write> Emitter<W> {
             protocol,
             emitted_at_ms: now_ms(),
             time_extracted: String::new(),
+            versions: Vec::new(),
+            warnings: Vec::new(),
+            warnings_total: 0,
         }
     }
 
@@ -120,6 +133,9 @@ impl<W: Write> Emitter<W> {
     /// A log line. Secrets are blanked; warnings and errors are flushed at once, so a
     /// wait they announce is visible before it starts.
     pub fn log(&mut self, level: Level, message: &str) -> Result<(), Error> {
+        if level == Level::Warn {
+            self.count_warning(message);
+        }
         let message = redact(message);
         match self.protocol {
             Protocol::Airbyte => {
@@ -137,6 +153,81 @@ impl<W: Write> Emitter<W> {
                 Ok(())
             }
         }
+    }
+
+    fn count_warning(&mut self, message: &str) {
+        self.warnings_total += 1;
+        let mentioned = crate::streams::STREAMS.iter().map(|s| s.name).find(|name| {
+            message
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':'))
+                || message.contains(&format!("'{name}'"))
+        });
+        if let Some(name) = mentioned {
+            match self.warnings.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, n)) => *n += 1,
+                None => self.warnings.push((name, 1)),
+            }
+        }
+    }
+
+    /// WARN lines logged so far that name `stream` (`None`: all of them).
+    pub fn warnings(&self, stream: Option<&str>) -> u64 {
+        match stream {
+            None => self.warnings_total,
+            Some(s) => self
+                .warnings
+                .iter()
+                .find(|(n, _)| *n == s)
+                .map_or(0, |(_, n)| *n),
+        }
+    }
+
+    /// Singer `record_count` counter: records of `stream` since its previous counter.
+    pub fn metric_counter(&mut self, stream: &str, records: u64) {
+        if self.protocol == Protocol::Singer {
+            eprintln!(
+                "INFO METRIC: {{\"type\": \"counter\", \"metric\": \"record_count\", \"value\": {records}, \"tags\": {{\"stream\": {}}}}}",
+                Value::from(stream)
+            );
+        }
+    }
+
+    /// Singer `http_request_duration` timer of one page request (retries included).
+    pub fn metric_timer(&mut self, endpoint: &str, stream: &str, seconds: f64, ok: bool) {
+        if self.protocol == Protocol::Singer {
+            let status = if ok { "succeeded" } else { "failed" };
+            let code = if ok {
+                ", \"http_status_code\": 200"
+            } else {
+                ""
+            };
+            eprintln!(
+                "INFO METRIC: {{\"type\": \"timer\", \"metric\": \"http_request_duration\", \"value\": {seconds:.6}, \"tags\": {{\"endpoint\": {}, \"stream\": {}{code}, \"status\": \"{status}\"}}}}",
+                Value::from(endpoint),
+                Value::from(stream)
+            );
+        }
+    }
+
+    /// Singer: the records of `stream` carry table version `version` from now on (a
+    /// full-table sync; [`Emitter::activate_version`] ends it).
+    pub fn set_version(&mut self, stream: &str, version: i64) {
+        if self.protocol == Protocol::Singer {
+            self.versions.retain(|(s, _, _)| s != stream);
+            let suffix = format!(",\"version\":{version}");
+            self.versions.push((stream.to_string(), version, suffix));
+        }
+    }
+
+    /// Singer ACTIVATE_VERSION after the last record of a complete full-table sync: the
+    /// target may now drop (or mark deleted) rows of older versions.
+    pub fn activate_version(&mut self, stream: &str) -> Result<(), Error> {
+        let Some(pos) = self.versions.iter().position(|(s, _, _)| s == stream) else {
+            return Ok(());
+        };
+        let (_, version, _) = self.versions.remove(pos);
+        self.message(&json!({"type": "ACTIVATE_VERSION", "stream": stream, "version": version}))
     }
 
     /// Airbyte TRACE ERROR (Singer: a CRITICAL line on stderr).
@@ -236,24 +327,48 @@ impl<W: Write> Emitter<W> {
         }
     }
 
+    /// Writes one RECORD line whose object gets one more member, `field` (`"key":value`).
+    pub fn record_stamped(&mut self, stream: &str, data: &[u8], field: &[u8]) -> Result<(), Error> {
+        match data.strip_suffix(b"}") {
+            Some(open) => {
+                let sep: &[u8] = if open.len() > 1 { b"," } else { b"" };
+                self.record_parts(stream, &[open, sep, field, b"}"])
+            }
+            None => self.record(stream, data),
+        }
+    }
+
     /// Writes one RECORD line; `data` is the record object's JSON, already serialized.
     pub fn record(&mut self, stream: &str, data: &[u8]) -> Result<(), Error> {
+        self.record_parts(stream, &[data])
+    }
+
+    /// A RECORD whose data is the concatenation of `parts`.
+    fn record_parts(&mut self, stream: &str, parts: &[&[u8]]) -> Result<(), Error> {
         let out = &mut self.out;
+        let data = |out: &mut BufWriter<W>| parts.iter().try_for_each(|p| out.write_all(p));
         let res = match self.protocol {
             Protocol::Airbyte => out
                 .write_all(b"{\"type\":\"RECORD\",\"record\":{\"stream\":\"")
                 .and_then(|_| out.write_all(stream.as_bytes()))
                 .and_then(|_| out.write_all(b"\",\"data\":"))
-                .and_then(|_| out.write_all(data))
+                .and_then(|_| data(out))
                 .and_then(|_| writeln!(out, ",\"emitted_at\":{}}}}}", self.emitted_at_ms)),
             Protocol::Singer => out
                 .write_all(b"{\"type\":\"RECORD\",\"stream\":\"")
                 .and_then(|_| out.write_all(stream.as_bytes()))
                 .and_then(|_| out.write_all(b"\",\"record\":"))
-                .and_then(|_| out.write_all(data))
+                .and_then(|_| data(out))
                 .and_then(|_| out.write_all(b",\"time_extracted\":\""))
                 .and_then(|_| out.write_all(self.time_extracted.as_bytes()))
-                .and_then(|_| out.write_all(b"\"}\n")),
+                .and_then(|_| out.write_all(b"\""))
+                .and_then(
+                    |_| match self.versions.iter().find(|(s, _, _)| s == stream) {
+                        Some((_, _, v)) => out.write_all(v.as_bytes()),
+                        None => Ok(()),
+                    },
+                )
+                .and_then(|_| out.write_all(b"}\n")),
         };
         res.map_err(stdout_err)
     }
@@ -316,5 +431,60 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0]["type"], "RECORD");
         assert!(out[0]["time_extracted"].as_str().unwrap().ends_with('Z'));
+        assert!(out[0].get("version").is_none());
+    }
+
+    #[test]
+    fn a_stamped_record_gets_one_more_member() {
+        let mut e = Emitter::new(Vec::new(), Protocol::Airbyte);
+        e.record_stamped(
+            "messages_inbound",
+            br#"{"MessageID":"a"}"#,
+            br#""ReceivedBefore":"2026-11-20T11:55:00Z""#,
+        )
+        .unwrap();
+        e.record_stamped("messages_inbound", b"{}", br#""X":1"#)
+            .unwrap();
+        let out = lines(&e.finish().unwrap());
+        assert_eq!(
+            out[0]["record"]["data"],
+            json!({"MessageID": "a", "ReceivedBefore": "2026-11-20T11:55:00Z"})
+        );
+        assert_eq!(out[1]["record"]["data"], json!({"X": 1}));
+    }
+
+    #[test]
+    fn full_table_records_carry_their_version_and_end_with_activate_version() {
+        let mut e = Emitter::new(Vec::new(), Protocol::Singer);
+        e.begin_page(Utc::now());
+        e.set_version("templates", 1_795_176_000_123);
+        e.record("templates", br#"{"TemplateId":1}"#).unwrap();
+        e.record("bounces", br#"{"ID":2}"#).unwrap();
+        e.activate_version("templates").unwrap();
+        e.activate_version("templates").unwrap();
+        let out = lines(&e.finish().unwrap());
+        assert_eq!(out[0]["version"], 1_795_176_000_123_i64);
+        assert!(
+            out[1].get("version").is_none(),
+            "incremental records carry none"
+        );
+        assert_eq!(
+            out[2],
+            json!({"type": "ACTIVATE_VERSION", "stream": "templates", "version": 1_795_176_000_123_i64})
+        );
+        assert_eq!(out.len(), 3, "a version is activated once");
+    }
+
+    #[test]
+    fn warnings_are_counted_per_stream_they_name() {
+        let mut e = Emitter::new(Vec::new(), Protocol::Airbyte);
+        e.log(Level::Warn, "bounces: 3 rows unreachable").unwrap();
+        e.log(Level::Warn, "retrying reading 'bounces' (messagestream x)")
+            .unwrap();
+        e.log(Level::Warn, "something else").unwrap();
+        e.log(Level::Info, "templates: fine").unwrap();
+        assert_eq!(e.warnings(Some("bounces")), 2);
+        assert_eq!(e.warnings(Some("templates")), 0);
+        assert_eq!(e.warnings(None), 3);
     }
 }

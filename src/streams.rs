@@ -143,6 +143,10 @@ pub enum Cursor {
     Day(&'static str),
 }
 
+/// Added to every inbound record: Postmark received the message before this instant (and at
+/// or after the start of the same window); a cursor Singer targets can use.
+pub const RECEIVED_BEFORE: &str = "ReceivedBefore";
+
 /// One Postmark dataset, described as data. `sync` handles every row the same way.
 #[derive(Debug)]
 pub struct StreamSpec {
@@ -213,6 +217,23 @@ impl StreamSpec {
             Cursor::Field(f) | Cursor::Day(f) => Some(f),
             _ => None,
         }
+    }
+
+    /// Does every record get [`RECEIVED_BEFORE`] (the end of the window it was read in)?
+    /// Streams windowed on a time their records lack (inbound). Not fan-outs
+    /// (`message_events`): their records carry their own event times.
+    pub fn stamps_received_before(&self) -> bool {
+        self.cursor == Cursor::WindowEnd && self.fan_out.is_none()
+    }
+
+    /// The record field Singer metadata names as replication key: the cursor field, or for
+    /// inbound messages (no receive time in their records) [`RECEIVED_BEFORE`], which the
+    /// connector adds to each record: the end of the window it was read in.
+    pub fn replication_key(&self) -> Option<&'static str> {
+        if self.stamps_received_before() {
+            return Some(RECEIVED_BEFORE);
+        }
+        self.cursor_field()
     }
 
     /// The record field whose value drops a record outside its window (the stream's own

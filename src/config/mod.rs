@@ -294,6 +294,7 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
     normalise_aliases(&mut map);
 
     let spec = connection_specification();
+    coerce_strings(&spec, &mut map);
     let known: Vec<String> = spec["properties"]
         .as_object()
         .map(|p| p.keys().cloned().collect())
@@ -341,6 +342,35 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
         crate::error::register_secret(token.expose());
     }
     Ok((config, warnings))
+}
+
+/// Numbers and booleans given as strings (Meltano's `config set` and environment variables,
+/// UIs that only know text) are converted where the spec expects a number or a boolean:
+/// `"10"` → `10`, `"0.5"` → `0.5`, `"true"` → `true`. A string that is not a number is left
+/// alone, so the schema check still reports it with the field and the expected value.
+fn coerce_strings(spec: &Value, map: &mut Map<String, Value>) {
+    for (key, value) in map.iter_mut() {
+        let Value::String(s) = value else { continue };
+        let text = s.trim();
+        let coerced = match spec["properties"][key.as_str()]["type"].as_str() {
+            Some("integer") => text.parse::<i64>().ok().map(Value::from),
+            Some("number") => text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
+            Some("boolean") => match text.to_ascii_lowercase().as_str() {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = coerced {
+            *value = v;
+        }
+    }
 }
 
 fn normalise_aliases(map: &mut Map<String, Value>) {
@@ -416,6 +446,52 @@ mod tests {
         assert!(err.contains("'server_token' is missing"), "{err}");
         assert!(err.contains("'max_concurrency' is \"four\""), "{err}");
         assert!(err.contains("'lookback_hours'"), "{err}");
+    }
+
+    #[test]
+    fn numbers_and_booleans_given_as_strings_are_converted() {
+        let (c, warnings) = from_value(
+            json!({"server_token": "t", "max_requests_per_second": "10", "max_concurrency": " 8 ",
+                   "lookback_hours": "0", "fail_on_unreachable_rows": "true",
+                   "request_timeout_seconds": 30}),
+            now(),
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.max_requests_per_second, Some(10.0));
+        assert_eq!(c.max_concurrency, 8);
+        assert_eq!(c.lookback, Duration::hours(0));
+        assert!(c.fail_on_unreachable_rows);
+        assert_eq!(c.request_timeout, StdDuration::from_secs(30));
+        let (c, _) = from_value(
+            json!({"server_token": "t", "max_requests_per_second": "0.5"}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(c.max_requests_per_second, Some(0.5));
+    }
+
+    #[test]
+    fn a_string_that_is_not_a_number_still_gets_the_clear_error() {
+        let err = from_value(
+            json!({"server_token": "t", "max_requests_per_second": "ten", "max_retries": "2.5",
+                   "max_concurrency": "99"}),
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("'max_requests_per_second' is \"ten\"; expected a number"),
+            "{err}"
+        );
+        assert!(
+            err.contains("'max_retries' is \"2.5\"; expected a whole number"),
+            "{err}"
+        );
+        // A numeric string is converted, then range-checked like a number.
+        assert!(
+            err.contains("'max_concurrency' is 99; expected a whole number from 1 to 16"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,21 @@ impl Progress {
         *list = merged;
     }
 
+    /// The share of `[start, end)` × partitions completed so far, from 0 to 1.
+    pub fn fraction_done(&self, end: DateTime<Utc>) -> f64 {
+        let span = (end - self.start).num_milliseconds();
+        if span <= 0 {
+            return 1.0;
+        }
+        let done: i64 = self
+            .done
+            .iter()
+            .flatten()
+            .map(|&(s, e)| (e.min(end) - s.max(self.start)).num_milliseconds().max(0))
+            .sum();
+        (done as f64 / (span as f64 * self.done.len() as f64)).clamp(0.0, 1.0)
+    }
+
     /// Everything in `[start, frontier)` is complete in every partition.
     pub fn frontier(&self) -> DateTime<Utc> {
         self.done
@@ -51,6 +66,40 @@ impl Progress {
             .min()
             .unwrap_or(self.start)
     }
+}
+
+/// "ETA 42 s", "ETA 3m05s", "ETA 2h10m": the time left if the rest goes at the pace so far.
+pub fn eta(share_done: f64, elapsed_secs: f64) -> String {
+    if share_done.is_nan() || share_done <= 0.0 || !elapsed_secs.is_finite() {
+        return "ETA unknown".into();
+    }
+    let left = (elapsed_secs * (1.0 - share_done.min(1.0)) / share_done).round() as u64;
+    match left {
+        0..=59 => format!("ETA {left} s"),
+        60..=3599 => format!("ETA {}m{:02}s", left / 60, left % 60),
+        _ => format!("ETA {}h{:02}m", left / 3600, left % 3600 / 60),
+    }
+}
+
+/// One summary table of every stream: the last thing a sync logs.
+pub fn summary_table(rows: &[(String, u64, u64, f64, u64, &str)], warnings: u64) -> String {
+    let mut text = format!(
+        "sync summary:\n{:<20} {:>10} {:>9} {:>9} {:>8}  {}",
+        "stream", "records", "requests", "time s", "warnings", "result"
+    );
+    let (mut records, mut requests) = (0, 0);
+    for (name, r, q, t, w, result) in rows {
+        text.push_str(&format!(
+            "\n{name:<20} {r:>10} {q:>9} {t:>9.1} {w:>8}  {result}"
+        ));
+        records += r;
+        requests += q;
+    }
+    text.push_str(&format!(
+        "\n{:<20} {records:>10} {requests:>9} {:>9} {warnings:>8}",
+        "total", ""
+    ));
+    text
 }
 
 #[cfg(test)]
@@ -71,5 +120,32 @@ mod tests {
         assert_eq!(p.frontier(), h(2));
         p.mark(0, h(2), h(5));
         assert_eq!(p.frontier(), h(3));
+    }
+
+    #[test]
+    fn the_share_done_counts_completed_time_of_every_partition() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let h = |n| t0 + Duration::hours(n);
+        let mut p = Progress::new(t0, 2);
+        assert_eq!(p.fraction_done(h(10)), 0.0);
+        p.mark(0, h(5), h(10));
+        assert_eq!(
+            p.fraction_done(h(10)),
+            0.25,
+            "a gap does not hide later work"
+        );
+        p.mark(1, h(0), h(10));
+        assert_eq!(p.fraction_done(h(10)), 0.75);
+        p.mark(0, h(0), h(5));
+        assert_eq!(p.fraction_done(h(10)), 1.0);
+    }
+
+    #[test]
+    fn an_eta_is_the_remaining_share_at_the_pace_so_far() {
+        assert_eq!(eta(0.0, 10.0), "ETA unknown");
+        assert_eq!(eta(0.5, 10.0), "ETA 10 s");
+        assert_eq!(eta(0.25, 60.0), "ETA 3m00s");
+        assert_eq!(eta(0.01, 3600.0), "ETA 99h00m");
+        assert_eq!(eta(1.0, 5.0), "ETA 0 s");
     }
 }

@@ -45,6 +45,10 @@ pub struct StreamRun {
     /// Days of merged endpoints per task, until every part has answered.
     pub merging: std::collections::HashMap<u64, super::engine::MergeBuf>,
     pub started: Option<Instant>,
+    /// Seconds the stream took, once it finished or failed.
+    pub took: Option<f64>,
+    /// Records already reported in a Singer `record_count` counter.
+    pub records_metered: u64,
     pub warned_zone: bool,
     pub warned_cursor: bool,
     pub warned_keyless: bool,
@@ -88,6 +92,8 @@ impl StreamRun {
             skipped: 0,
             merging: std::collections::HashMap::new(),
             started: None,
+            took: None,
+            records_metered: 0,
             warned_zone: false,
             warned_cursor: false,
             warned_keyless: false,
@@ -177,16 +183,36 @@ impl StreamRun {
         }
     }
 
+    /// The share of the planned work done: of the time range for time-based streams, all or
+    /// nothing for the others.
+    pub fn share_done(&self) -> f64 {
+        match (&self.progress, self.range) {
+            (Some(p), Some((_, end))) => p.fraction_done(end),
+            _ if self.phase == Phase::Done => 1.0,
+            _ => 0.0,
+        }
+    }
+
+    /// Records not yet reported in a `record_count` counter (and marks them reported).
+    pub fn take_unmetered(&mut self) -> u64 {
+        let n = self.records - self.records_metered;
+        self.records_metered = self.records;
+        n
+    }
+
     pub fn describe_progress(&self) -> String {
         let until = self
             .progress
             .as_ref()
             .map(|p| format!(", complete up to {}", fmt_time(p.frontier())))
             .unwrap_or_default();
+        let share = self.share_done();
         format!(
-            "{}: {} records, {} pages, {} windows done{until}, {:.1} s",
+            "{}: {} records, {:.0}% of the range done, {}; {} pages, {} windows done{until}, {:.1} s",
             self.name(),
             self.records,
+            share * 100.0,
+            super::progress::eta(share, self.elapsed()),
             self.pages,
             self.windows_done,
             self.elapsed()
@@ -247,10 +273,12 @@ impl StreamRun {
         }
     }
 
-    fn elapsed(&self) -> f64 {
-        self.started
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or(0.0)
+    pub fn elapsed(&self) -> f64 {
+        self.took.unwrap_or_else(|| {
+            self.started
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or(0.0)
+        })
     }
 }
 

@@ -110,8 +110,10 @@ fn singer_discover_prints_exactly_the_committed_catalog_with_full_metadata() {
             let key_md = md.iter().find(|m| m["breadcrumb"][1] == *key).unwrap();
             assert_eq!(key_md["metadata"]["inclusion"], "automatic", "{key}");
         }
-        let incremental = stream["replication_method"] == "INCREMENTAL";
-        assert_eq!(incremental, top.get("forced-replication-method").is_none());
+        assert_eq!(
+            top["forced-replication-method"],
+            stream["replication_method"]
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! bundled fake Postmark server, on 127.0.0.1.
 
 mod support;
+mod tools;
 
 mod account;
 mod check;
@@ -14,6 +15,8 @@ mod hostile;
 mod hostile_http;
 mod late_rows;
 mod meltano;
+mod metrics;
+mod postgres;
 mod pyairbyte;
 mod read;
 mod resilience;

@@ -337,6 +337,10 @@ fn templates(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<(), Invalid>
     )?;
     let matching: Vec<usize> = (0..app.cfg.templates)
         .rev()
+        .filter(|&i| {
+            !app.ctl
+                .template_deleted(catalog::template_id(i) + app.index * 1_000_000)
+        })
         .filter(|&i| match filter {
             Some(1) => !catalog::template_is_layout(i),
             Some(2) => catalog::template_is_layout(i),

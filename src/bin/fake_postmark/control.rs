@@ -1,7 +1,8 @@
 //! The unauthenticated `/__fake/*` test-control endpoints: truth listing, stats, request
-//! log, scripted faults, arrivals, revoke (`POST /__fake/revoke?server=ID`: that server's
-//! token answers 401 from then on), add-server (`POST /__fake/add-server`), reset and
-//! shutdown. `server=ID` picks the server of the account a request is for.
+//! log, scripted faults, arrivals, template deletion (`POST /__fake/delete-template?id=N`),
+//! revoke (`POST /__fake/revoke?server=ID`: that server's token answers 401 from then on),
+//! add-server (`POST /__fake/add-server`), reset and shutdown. `server=ID` picks the server
+//! of the account a request is for.
 //!
 //! Control requests are not API requests: they are not counted, logged, delayed or faulted.
 //!
@@ -130,6 +131,7 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
         | "/__fake/arrive"
         | "/__fake/reset-stats"
         | "/__fake/shutdown"
+        | "/__fake/delete-template"
         | "/__fake/revoke" => "POST",
         _ => {
             out.extend_from_slice(b"{\"error\":\"unknown control endpoint\"}");
@@ -175,6 +177,7 @@ pub fn handle<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Outcome<'a>
         }
         "/__fake/faults" => faults(app, req, out),
         "/__fake/arrive" => arrive(app, req, out),
+        "/__fake/delete-template" => delete_template(app, req, out),
         "/__fake/reset-stats" => {
             app.ctl.reset();
             Ok(reply(out, json!({ "ok": true })))
@@ -205,8 +208,11 @@ fn truth<'a>(app: &'a App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'
         "bounces" => (&app.bounces, 2),
         "templates" => {
             for i in 0..app.cfg.templates {
-                j::uint(out, template_id(i) + app.index * 1_000_000);
-                out.push(b'\n');
+                let id = template_id(i) + app.index * 1_000_000;
+                if !app.ctl.template_deleted(id) {
+                    j::uint(out, id);
+                    out.push(b'\n');
+                }
             }
             return Ok(Outcome::Respond(Head::new(200, TEXT)));
         }
@@ -316,6 +322,22 @@ fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static
         out,
         json!({ "path": route, "queued": count, "pending": pending }),
     ))
+}
+
+/// `POST /__fake/delete-template?id=N`: the template disappears from `/templates` and from
+/// the truth, as when a user deletes it in Postmark between two syncs.
+fn delete_template(
+    app: &App,
+    req: &Request,
+    out: &mut Vec<u8>,
+) -> Result<Outcome<'static>, String> {
+    let id: u64 = num(req, "id")?.ok_or("'id' is required")?;
+    // Ids as the server shows them (each server of an account offsets its own).
+    if !(0..app.cfg.templates).any(|i| template_id(i) + app.index * 1_000_000 == id) {
+        return Err(format!("no template {id}"));
+    }
+    let deleted = app.ctl.delete_template(id);
+    Ok(reply(out, json!({ "deleted": deleted })))
 }
 
 fn arrive(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {

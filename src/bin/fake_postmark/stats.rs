@@ -39,6 +39,8 @@ pub struct Control {
     stats: Mutex<Stats>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     in_flight: AtomicU64,
+    /// Template ids deleted through `/__fake/delete-template`.
+    deleted_templates: Mutex<Vec<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -162,6 +164,20 @@ impl Control {
             "faults_injected": s.faults_injected,
             "status_counts": codes,
         })
+    }
+
+    /// Deletes a template: it leaves `/templates` and the truth. Returns whether it existed.
+    pub fn delete_template(&self, id: u64) -> bool {
+        let mut d = lock(&self.deleted_templates);
+        let fresh = !d.contains(&id);
+        if fresh {
+            d.push(id);
+        }
+        fresh
+    }
+
+    pub fn template_deleted(&self, id: u64) -> bool {
+        lock(&self.deleted_templates).contains(&id)
     }
 
     pub fn reset(&self) {

@@ -446,6 +446,9 @@ impl<W: Write> Engine<'_, '_, W> {
             generation,
             probe: None,
             detail: None,
+            // Not a request: only handed to `emit_page`, never timed.
+            sent: std::time::Instant::now(),
+            endpoint: "",
         };
         let kept = Page {
             total: page.total,

@@ -104,6 +104,11 @@ struct InFlight {
     offset: u32,
     count: Option<u32>,
     generation: u32,
+    /// When the job went to an idle worker: its duration feeds the Singer request timer.
+    sent: Instant,
+    /// The endpoint requested, placeholders unfilled (`/templates/{TemplateId}`): the
+    /// timer's tag.
+    endpoint: &'static str,
     probe: Option<Window>,
     detail: Option<fanout::Detail>,
 }
@@ -133,6 +138,7 @@ pub fn run<W: Write>(plan: &ReadPlan, out: &mut Emitter<W>) -> Result<Outcome, E
     }
     // Every selected stream ends COMPLETE or failed; anything else is a bug, never exit 0.
     engine.fail_open_streams("the read ended while this stream was neither complete nor failed")?;
+    engine.log_summary()?;
     Ok(Outcome {
         failed: engine.first_error.take(),
     })
@@ -182,6 +188,7 @@ struct Engine<'p, 'o, W: Write> {
     first_error: Option<Error>,
     buf: Vec<u8>,
     last_progress: Instant,
+    started: Instant,
     /// Opens and clicks: what is known of the date filter per (stream, partition).
     date_filters: events::Known,
     hook: TestPanic,
@@ -217,6 +224,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             first_error: None,
             buf: Vec::with_capacity(4096),
             last_progress: Instant::now(),
+            started: Instant::now(),
             date_filters: events::Known::default(),
             hook: TestPanic::default(),
             pages_handled: 0,
@@ -529,12 +537,17 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     p.count.map(|c| (offset, c)),
                 ),
             };
+            let mut endpoint = match (&p.detail, spec.fan_out) {
+                (Some(_), Some(f)) => f.path,
+                _ => spec.path,
+            };
             if let Some(part) = spec
                 .parts
                 .get(offset as usize)
                 .filter(|_| p.count.is_none())
             {
                 request.path = part.path.to_string();
+                endpoint = part.path;
             }
             let context = match (&p.detail, &partition) {
                 (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
@@ -554,6 +567,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     offset,
                     count: p.count,
                     generation: p.generation,
+                    sent: Instant::now(),
+                    endpoint,
                     probe: p.probe,
                     detail: p.detail,
                 },
@@ -579,6 +594,10 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         result: Result<String, Error>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let spec = self.runs[job.stream].selected.spec;
+        let took = job.sent.elapsed().as_secs_f64();
+        self.out
+            .metric_timer(job.endpoint, spec.name, took, result.is_ok());
         if self.runs[job.stream].phase != Phase::Running {
             return Ok(());
         }

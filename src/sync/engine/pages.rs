@@ -422,6 +422,14 @@ impl<W: Write> Engine<'_, '_, W> {
             }
         }
         extra.extend(page.carried.iter().map(|(k, v)| (k.clone(), v.get())));
+        // Inbound records carry no receive time: each gets its window's end.
+        let stamp = match task.window {
+            Some((_, end)) if spec.stamps_received_before() => Some(received_before(end)),
+            _ => None,
+        };
+        if let Some(stamp) = &stamp {
+            extra.push((Cow::Borrowed(crate::streams::RECEIVED_BEFORE), stamp));
+        }
         let records = page.all();
         let query = Query {
             window,
@@ -587,6 +595,11 @@ impl<W: Write> Engine<'_, '_, W> {
             ),
         )
     }
+}
+
+/// The JSON value of `ReceivedBefore`, the field added to inbound records: `"…Z"`.
+fn received_before(end: DateTime<Utc>) -> String {
+    serde_json::Value::from(fmt_time(end)).to_string()
 }
 
 #[cfg(test)]

@@ -50,21 +50,29 @@ impl<W: Write> Engine<'_, '_, W> {
         self.out.log(Level::Info, &line)?;
         self.out.stream_status(name, StreamStatus::Started)?;
         self.out.stream_status(name, StreamStatus::Running)?;
+        if !run.selected.incremental {
+            // A full-table sync is a new table version; it is activated when it completes.
+            self.out.set_version(name, crate::protocol::now_ms());
+        }
         self.out
-            .schema(name, &schema, spec.primary_key, spec.cursor_field())
+            .schema(name, &schema, spec.primary_key, spec.replication_key())
     }
 
     pub(super) fn finish_stream(&mut self, idx: usize) -> Result<(), Error> {
         let value = self.runs[idx].final_state();
+        // Rows of older table versions go before the state that covers this sync.
+        self.out.activate_version(self.runs[idx].name())?;
         self.emit_state(idx, value)?;
         let run = &mut self.runs[idx];
         run.phase = Phase::Done;
-        let (name, line) = (run.name(), run.describe_end());
+        run.took = Some(run.elapsed());
+        let (name, line, unmetered) = (run.name(), run.describe_end(), run.take_unmetered());
         let level = if run.skipped > 0 {
             Level::Warn
         } else {
             Level::Info
         };
+        self.out.metric_counter(name, unmetered);
         self.out.log(level, &line)?;
         self.out.stream_status(name, StreamStatus::Complete)?;
         self.out.flush()
@@ -92,6 +100,7 @@ impl<W: Write> Engine<'_, '_, W> {
                 self.out.stream_status(name, StreamStatus::Started)?;
             }
             self.runs[i].phase = Phase::Failed;
+            self.runs[i].took = Some(self.runs[i].elapsed());
             if i == idx || !all {
                 self.out.trace_error(&error, Some(name))?;
             }
@@ -119,6 +128,56 @@ impl<W: Write> Engine<'_, '_, W> {
         for l in lines {
             self.out.log(Level::Info, &l)?;
         }
+        for run in self.runs.iter_mut().filter(|r| r.phase == Phase::Running) {
+            let n = run.take_unmetered();
+            self.out.metric_counter(run.name(), n);
+        }
+        let line = self.describe_overall();
+        self.out.log(Level::Info, &line)?;
+        self.out.flush()
+    }
+
+    /// "all streams: N records, P% done, ETA ...": the share is each stream's share weighted
+    /// by the rows it expects (its `TotalCount`s), or equally while none is known.
+    fn describe_overall(&self) -> String {
+        let records: u64 = self.runs.iter().map(|r| r.records).sum();
+        let weight = |r: &StreamRun| (r.row_estimate.max(r.records) as f64).max(1.0);
+        let total: f64 = self.runs.iter().map(weight).sum();
+        let share = if total > 0.0 {
+            self.runs
+                .iter()
+                .map(|r| r.share_done() * weight(r))
+                .sum::<f64>()
+                / total
+        } else {
+            0.0
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        format!(
+            "all streams: {records} records, {:.0}% done, {}, {elapsed:.1} s",
+            share * 100.0,
+            crate::sync::progress::eta(share, elapsed)
+        )
+    }
+
+    /// The last log line: a table of every stream (records, requests, time, warnings).
+    pub(super) fn log_summary(&mut self) -> Result<(), Error> {
+        let rows: Vec<(String, u64, u64, f64, u64, &str)> = self
+            .runs
+            .iter()
+            .map(|r| {
+                let result = match r.phase {
+                    Phase::Done => "complete",
+                    Phase::Failed => "FAILED",
+                    _ => "not run",
+                };
+                let warnings = self.out.warnings(Some(r.name()));
+                let name = r.name().to_string();
+                (name, r.records, r.requests, r.elapsed(), warnings, result)
+            })
+            .collect();
+        let table = crate::sync::progress::summary_table(&rows, self.out.warnings(None));
+        self.out.log(Level::Info, &table)?;
         self.out.flush()
     }
 }
