@@ -165,6 +165,7 @@ fn the_plugin_definition_declares_every_setting_of_the_spec_with_its_kind_label_
             // Not `decimal`: Meltano 4.4 crashes on a decimal given as environment variable.
             "number" => kind == "string",
             "boolean" => kind == "boolean",
+            "array" => kind == "array",
             _ if name == "start_date" => kind == "date_iso8601",
             _ => kind == "string",
         };
