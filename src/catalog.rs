@@ -8,8 +8,39 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use crate::config::Config;
 use crate::error::Error;
-use crate::streams::{self, StreamSpec, STREAMS};
+use crate::streams::{self, StreamSpec, Token, STREAMS};
+
+/// Which streams the configured tokens can read: server streams with `server_token`, the
+/// account streams (`servers`, `domains`, `sender_signatures`) with `account_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub server: bool,
+    pub account: bool,
+}
+
+impl Offer {
+    /// A server token only (the committed golden catalogs).
+    pub const SERVER: Offer = Offer {
+        server: true,
+        account: false,
+    };
+
+    pub fn of(config: &Config) -> Offer {
+        Offer {
+            server: config.server_token.is_some(),
+            account: config.account_token.is_some(),
+        }
+    }
+
+    pub fn offers(&self, spec: &StreamSpec) -> bool {
+        match spec.token {
+            Token::Server => self.server,
+            Token::Account => self.account,
+        }
+    }
+}
 
 /// One stream a read will sync.
 #[derive(Debug, Clone)]
@@ -22,10 +53,10 @@ pub struct SelectedStream {
 }
 
 impl SelectedStream {
-    pub fn all_default() -> Vec<SelectedStream> {
+    pub fn all_default(offer: Offer) -> Vec<SelectedStream> {
         STREAMS
             .iter()
-            .filter(|spec| spec.opt_in.is_none())
+            .filter(|spec| spec.opt_in.is_none() && offer.offers(spec))
             .map(|spec| SelectedStream {
                 spec,
                 incremental: spec.is_incremental(),
@@ -60,8 +91,12 @@ fn key_paths(spec: &StreamSpec) -> Value {
     json!(spec.primary_key.iter().map(|k| [k]).collect::<Vec<_>>())
 }
 
-pub fn airbyte_catalog() -> Value {
-    let streams: Vec<Value> = STREAMS.iter().map(airbyte_stream).collect();
+pub fn airbyte_catalog(offer: Offer) -> Value {
+    let streams: Vec<Value> = STREAMS
+        .iter()
+        .filter(|s| offer.offers(s))
+        .map(airbyte_stream)
+        .collect();
     json!({ "streams": streams })
 }
 
@@ -86,10 +121,11 @@ fn airbyte_stream(spec: &StreamSpec) -> Value {
     s
 }
 
-/// A ready-to-use configured catalog: every stream, incremental where supported.
+/// A ready-to-use configured catalog: every server stream, incremental where supported.
 pub fn airbyte_configured_catalog() -> Value {
     let streams: Vec<Value> = STREAMS
         .iter()
+        .filter(|s| Offer::SERVER.offers(s))
         .map(|spec| {
             let mut c = json!({
                 "stream": airbyte_stream(spec),
@@ -106,8 +142,12 @@ pub fn airbyte_configured_catalog() -> Value {
     json!({ "streams": streams })
 }
 
-pub fn singer_catalog() -> Value {
-    let streams: Vec<Value> = STREAMS.iter().map(singer_stream).collect();
+pub fn singer_catalog(offer: Offer) -> Value {
+    let streams: Vec<Value> = STREAMS
+        .iter()
+        .filter(|s| offer.offers(s))
+        .map(singer_stream)
+        .collect();
     json!({ "streams": streams })
 }
 
@@ -431,7 +471,7 @@ mod tests {
 
     #[test]
     fn singer_selection_honours_stream_and_field_flags() {
-        let mut cat = singer_catalog();
+        let mut cat = singer_catalog(Offer::SERVER);
         for s in cat["streams"].as_array_mut().unwrap() {
             let name = s["tap_stream_id"].as_str().unwrap().to_string();
             for m in s["metadata"].as_array_mut().unwrap() {
@@ -458,7 +498,7 @@ mod tests {
 
     #[test]
     fn singer_full_table_override_turns_incremental_off() {
-        let mut cat = singer_catalog();
+        let mut cat = singer_catalog(Offer::SERVER);
         let s = &mut cat["streams"][0];
         s["metadata"][0]["metadata"]["replication-method"] = json!("FULL_TABLE");
         let sel = parse_singer(&cat).unwrap();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{truncate_for_message, Error};
+pub use crate::streams::Token;
 
 pub const USER_AGENT: &str = concat!(
     "source-postmark/",
@@ -38,6 +39,8 @@ const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 pub struct Request {
     pub path: String,
     pub query: Vec<(&'static str, String)>,
+    /// Which token goes with it: the account token only ever goes to account endpoints.
+    pub token: Token,
 }
 
 impl Request {
@@ -132,7 +135,8 @@ impl Limiter {
 pub struct Client {
     agent: ureq::Agent,
     base_url: String,
-    token: crate::config::Secret,
+    server_token: Option<crate::config::Secret>,
+    account_token: Option<crate::config::Secret>,
     limiter: Limiter,
     max_retries: u32,
     backoff_base: Duration,
@@ -169,7 +173,8 @@ impl Client {
         Client {
             agent: agent_config.into(),
             base_url: config.base_url.clone(),
-            token: config.server_token.clone(),
+            server_token: config.server_token.clone(),
+            account_token: config.account_token.clone(),
             limiter: Limiter::new(config.max_requests_per_second),
             max_retries: config.max_retries,
             backoff_base,
@@ -249,11 +254,29 @@ impl Client {
 
     fn send(&self, request: &Request, context: &str, timeout: Duration) -> Attempt {
         let url = format!("{}{}", self.base_url, request.path);
+        let (header, token, field) = match request.token {
+            Token::Server => (
+                "X-Postmark-Server-Token",
+                &self.server_token,
+                "server_token",
+            ),
+            Token::Account => (
+                "X-Postmark-Account-Token",
+                &self.account_token,
+                "account_token",
+            ),
+        };
+        let Some(token) = token else {
+            return Attempt::Fail(Error::input(
+                "config",
+                format!("{context} needs '{field}', which is not set; add it"),
+            ));
+        };
         let mut req = self
             .agent
             .get(&url)
             .header("Accept", "application/json")
-            .header("X-Postmark-Server-Token", self.token.expose());
+            .header(header, token.expose());
         for (k, v) in &request.query {
             req = req.query(*k, v);
         }
@@ -306,8 +329,27 @@ impl Client {
                 })
             }
         };
-        classify_status(status, body, retry_after, context)
+        match classify_status(status, body, retry_after, context) {
+            Attempt::Fail(Error::Unauthorized { context, message })
+                if request.token == Token::Account =>
+            {
+                Attempt::Fail(account_token_rejected(&context, &message))
+            }
+            other => other,
+        }
     }
+}
+
+/// The account token was refused: say so, not the server token's hint.
+pub fn account_token_rejected(context: &str, message: &str) -> Error {
+    Error::input(
+        "config 'account_token'",
+        format!(
+            "postmark rejected the account token while {context} ({message}); use the Account \
+             API token (Postmark: Account → API Tokens, visible to the account owner), not a \
+             Server token, in 'account_token'"
+        ),
+    )
 }
 
 /// A redirect is never followed (the token would go along); it is the config's fault.
@@ -531,6 +573,7 @@ mod tests {
                 &Request {
                     path: "/server".into(),
                     query: Vec::new(),
+                    token: Token::Server,
                 },
                 "x",
                 &mut |_| waits += 1,

@@ -55,9 +55,40 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
         Err(e) => return Err(e),
     };
     let client = Client::new(&config, rt.retry_base);
+    // Each configured token is checked; a failure names the token it is about.
+    let mut problems = Vec::new();
+    if config.server_token.is_some() {
+        match check_server_token(&client, out) {
+            Ok(()) => {}
+            Err(e) if e.is_user_fixable() => problems.push(format!("'server_token': {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if config.account_token.is_some() {
+        // A wrong token and a `servers` entry that names no server are separate problems.
+        match crate::account::list_servers(&client, out) {
+            Ok(servers) => match crate::account::select(&servers, &config.servers) {
+                Ok(_) => {}
+                Err(e) if e.is_user_fixable() => problems.push(e.to_string()),
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.is_user_fixable() => problems.push(format!("'account_token': {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if problems.is_empty() {
+        out.connection_status(Ok(()))
+    } else {
+        out.connection_status(Err(problems.join("; ")))
+    }
+}
+
+/// `GET /server` with the server token answers a Postmark server object.
+fn check_server_token<W: Write>(client: &Client, out: &mut Emitter<W>) -> Result<(), Error> {
     let request = Request {
         path: "/server".into(),
         query: Vec::new(),
+        token: crate::client::Token::Server,
     };
     let context = "checking the connection (GET /server)";
     // Each retry is logged as it happens, before its wait starts.
@@ -70,11 +101,7 @@ pub fn check<W: Write>(path: &Path, rt: Runtime, out: &mut Emitter<W>) -> Result
     if let Some(e) = log_error {
         return Err(e);
     }
-    match result.and_then(|body| server_object(&body, context)) {
-        Ok(()) => out.connection_status(Ok(())),
-        Err(e) if e.is_user_fixable() => out.connection_status(Err(e.to_string())),
-        Err(e) => Err(e),
-    }
+    result.and_then(|body| server_object(&body, context))
 }
 
 /// `check` passes only if `/server` answered with a Postmark server object (`ID` and
@@ -119,8 +146,9 @@ pub fn discover_airbyte<W: Write>(
     rt: Runtime,
     out: &mut Emitter<W>,
 ) -> Result<(), Error> {
-    load_config(path, rt, out)?;
-    out.message(&json!({"type": "CATALOG", "catalog": catalog::airbyte_catalog()}))
+    let config = load_config(path, rt, out)?;
+    let offer = catalog::Offer::of(&config);
+    out.message(&json!({"type": "CATALOG", "catalog": catalog::airbyte_catalog(offer)}))
 }
 
 pub fn discover_singer<W: Write>(
@@ -128,8 +156,8 @@ pub fn discover_singer<W: Write>(
     rt: Runtime,
     out: &mut Emitter<W>,
 ) -> Result<(), Error> {
-    load_config(path, rt, out)?;
-    out.message(&catalog::singer_catalog())
+    let config = load_config(path, rt, out)?;
+    out.message(&catalog::singer_catalog(catalog::Offer::of(&config)))
 }
 
 pub struct ReadInputs<'a> {
@@ -147,12 +175,18 @@ pub fn read<W: Write>(
     out: &mut Emitter<W>,
 ) -> Result<Option<Error>, Error> {
     let config = load_config(inputs.config, rt, out)?;
+    // `servers` names servers of the account: checked against the account's list.
+    if config.account_token.is_some() && !config.servers.is_empty() {
+        let client = Client::new(&config, rt.retry_base);
+        let servers = crate::account::list_servers(&client, out)?;
+        crate::account::select(&servers, &config.servers)?;
+    }
     let mut skipped_opt_in = Vec::new();
     let selection = match (inputs.catalog, inputs.singer) {
         (Some(p), true) => catalog::load_singer(p)?,
         (Some(p), false) => catalog::load_airbyte(p)?,
         (None, _) => Selection {
-            streams: SelectedStream::all_default(),
+            streams: SelectedStream::all_default(catalog::Offer::of(&config)),
             unknown: Vec::new(),
         },
     };
@@ -164,6 +198,31 @@ pub fn read<W: Write>(
         }
         _ => true,
     });
+    // A stream whose token is not configured is reported, not read.
+    let offer = catalog::Offer::of(&config);
+    let mut no_token = Vec::new();
+    selection.streams.retain(|s| {
+        let ok = offer.offers(s.spec);
+        if !ok {
+            no_token.push(s.spec);
+        }
+        ok
+    });
+    for spec in &no_token {
+        let field = match spec.token {
+            crate::streams::Token::Server => "server_token",
+            crate::streams::Token::Account => "account_token",
+        };
+        out.log(
+            Level::Warn,
+            &format!(
+                "stream '{}' is selected but not read: it needs '{field}', which is not set",
+                spec.name
+            ),
+        )?;
+        out.stream_status(spec.name, StreamStatus::Started)?;
+        out.stream_status(spec.name, StreamStatus::Incomplete)?;
+    }
     for name in &skipped_opt_in {
         out.log(
             Level::Warn,

@@ -15,6 +15,7 @@
 //! every fact about the wire protocols lives in `protocol`, `catalog` and `state`.
 #![deny(clippy::print_stdout)]
 
+pub mod account;
 pub mod catalog;
 pub mod cli;
 pub mod client;

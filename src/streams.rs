@@ -500,6 +500,39 @@ pub const STREAMS: &[StreamSpec] = &[
         schema_json: include_str!("../catalogs/schemas/message_events.json"),
         ..BASE
     },
+    // Account streams: the account token, offered only when it is configured.
+    StreamSpec {
+        name: "servers",
+        path: "/servers",
+        token: Token::Account,
+        envelope: Envelope::List("Servers"),
+        primary_key: &["ID"],
+        paging: Paging::CountOffset,
+        // Every server's API tokens in clear text: each is masked, only their number stays.
+        masked: &["ApiTokens[]"],
+        schema_json: include_str!("../catalogs/schemas/servers.json"),
+        ..BASE
+    },
+    StreamSpec {
+        name: "domains",
+        path: "/domains",
+        token: Token::Account,
+        envelope: Envelope::List("Domains"),
+        primary_key: &["ID"],
+        paging: Paging::CountOffset,
+        schema_json: include_str!("../catalogs/schemas/domains.json"),
+        ..BASE
+    },
+    StreamSpec {
+        name: "sender_signatures",
+        path: "/senders",
+        token: Token::Account,
+        envelope: Envelope::List("SenderSignatures"),
+        primary_key: &["ID"],
+        paging: Paging::CountOffset,
+        schema_json: include_str!("../catalogs/schemas/sender_signatures.json"),
+        ..BASE
+    },
 ];
 
 /// Open and click events: windowed on `ReceivedAt` per sending stream, like the messages,
@@ -622,6 +655,8 @@ mod tests {
         let mut cur = props;
         for step in path.split('.') {
             cur = match step.strip_suffix("[]") {
+                // `ApiTokens[]`: the elements themselves are masked.
+                Some(field) if path.ends_with(step) => &cur[field]["items"],
                 Some(field) => &cur[field]["items"]["properties"],
                 None => &cur[step],
             };

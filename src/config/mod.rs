@@ -85,14 +85,37 @@ fn default_stats_lookback_days() -> u32 {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(extend("additionalProperties" = true))]
 pub struct ConfigSpec {
-    /// Server API token (Postmark: Servers → your server → API Tokens). An Account token
-    /// does not work here.
+    /// Server API token (Postmark: Servers → your server → API Tokens): reads that server's
+    /// data. Optional when `account_token` is set.
+    #[serde(default)]
     #[schemars(
         title = "Server API token",
-        with = "String",
+        with = "Option<String>",
         extend("airbyte_secret" = true, "order" = 0)
     )]
-    pub server_token: Secret,
+    pub server_token: Option<Secret>,
+
+    /// Account API token (Postmark: Account → API Tokens; only the account owner sees it):
+    /// reads the account streams `servers`, `domains` and `sender_signatures`. Sent only to
+    /// the account endpoints, never with a server request.
+    #[serde(default)]
+    #[schemars(
+        title = "Account API token",
+        with = "Option<String>",
+        extend("airbyte_secret" = true, "order" = 12)
+    )]
+    pub account_token: Option<Secret>,
+
+    /// With `account_token`: the servers of the account to sync, by ID or by name (exact).
+    /// Unset: every server. A listed server that does not exist fails `check` and the sync,
+    /// naming the servers that do.
+    #[serde(default)]
+    #[schemars(
+        title = "Servers (IDs or names)",
+        example = ["1234567", "Acme Production"],
+        extend("order" = 13)
+    )]
+    pub servers: Option<Vec<String>>,
 
     /// Read records from this moment on (RFC 3339, UTC). Default: 45 days before the sync
     /// starts (Postmark's default retention). Messages and events reach back at most 365 days
@@ -190,7 +213,12 @@ pub struct ConfigSpec {
 /// The validated configuration inner code works with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server_token: Secret,
+    /// `None` with an account token only.
+    pub server_token: Option<Secret>,
+    /// The account token: only the account endpoints (`/servers`, `/domains`, `/senders`).
+    pub account_token: Option<Secret>,
+    /// Servers selected by ID or name (`servers`); empty: all.
+    pub servers: Vec<String>,
     /// `None`: 45 days before the sync's start.
     pub start_date: Option<DateTime<Utc>>,
     pub lookback: Duration,
@@ -212,9 +240,11 @@ impl Config {
     /// same checks as a config file's (no way around the https/loopback rule).
     pub fn with_token(token: &str, base_url: &str) -> Result<Config, String> {
         let mut warnings = Vec::new();
-        let token = validate::check_token(token, &mut warnings)?;
+        let token = validate::check_token(token, "server_token", &mut warnings)?;
         Ok(Config {
-            server_token: Secret::new(token),
+            server_token: Some(Secret::new(token)),
+            account_token: None,
+            servers: Vec::new(),
             start_date: None,
             lookback: Duration::hours(i64::from(default_lookback_hours())),
             max_concurrency: default_max_concurrency() as usize,
@@ -235,7 +265,7 @@ const AIRBYTE_SERVER_TOKEN_KEY: &str = "X-Postmark-Server-Token";
 const AIRBYTE_ACCOUNT_TOKEN_KEY: &str = "X-Postmark-Account-Token";
 
 /// Fields whose values must never be echoed in an error.
-const SECRET_FIELDS: &[&str] = &["server_token"];
+const SECRET_FIELDS: &[&str] = &["server_token", "account_token"];
 
 /// Reads, normalises and validates the config file. Returns the config and the warnings
 /// the caller should log (unknown keys, ignored account token).
@@ -261,7 +291,7 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
     let mut warnings = Vec::new();
     // An explicit null means "not set", as UIs and generated configs write it.
     map.retain(|_, v| !v.is_null());
-    normalise_aliases(&mut map, &mut warnings);
+    normalise_aliases(&mut map);
 
     let spec = connection_specification();
     let known: Vec<String> = spec["properties"]
@@ -278,22 +308,47 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<(Config, Vec<Strin
         ));
     }
 
+    // Server IDs may be written as numbers; the schema lists strings.
+    if let Some(Value::Array(list)) = map.get_mut("servers") {
+        for v in list.iter_mut() {
+            if let Value::Number(n) = v {
+                *v = Value::String(n.to_string());
+            }
+        }
+    }
+    let has_token = |k: &str| map.get(k).is_some_and(|v| !v.is_null());
+    let no_token = !has_token("server_token") && !has_token("account_token");
     let instance = Value::Object(map);
-    let problems = schema_problems(&spec, &instance);
+    let mut problems = schema_problems(&spec, &instance);
+    if no_token {
+        problems.insert(
+            0,
+            "'server_token' is missing; add it: a string (Server API token), or set \
+             'account_token' (Account API token) to read the account's servers, domains and \
+             sender signatures"
+                .to_string(),
+        );
+    }
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
     let raw: ConfigSpec = serde_json::from_value(instance).map_err(|e| e.to_string())?;
     let config = finish(raw, now, &mut warnings)?;
-    crate::error::register_secret(config.server_token.expose());
+    for token in [&config.server_token, &config.account_token]
+        .into_iter()
+        .flatten()
+    {
+        crate::error::register_secret(token.expose());
+    }
     Ok((config, warnings))
 }
 
-fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
+fn normalise_aliases(map: &mut Map<String, Value>) {
     for key in [
         AIRBYTE_SERVER_TOKEN_KEY,
         AIRBYTE_ACCOUNT_TOKEN_KEY,
         "server_token",
+        "account_token",
     ] {
         if let Some(secret) = map.get(key).and_then(|v| v.as_str()) {
             crate::error::register_secret(secret.trim());
@@ -304,10 +359,10 @@ fn normalise_aliases(map: &mut Map<String, Value>, warnings: &mut Vec<String>) {
             map.insert("server_token".into(), token);
         }
     }
-    if map.remove(AIRBYTE_ACCOUNT_TOKEN_KEY).is_some() {
-        warnings.push(format!(
-            "'{AIRBYTE_ACCOUNT_TOKEN_KEY}' is not needed and is ignored: every stream reads with the Server token"
-        ));
+    if let Some(token) = map.remove(AIRBYTE_ACCOUNT_TOKEN_KEY) {
+        if !map.contains_key("account_token") {
+            map.insert("account_token".into(), token);
+        }
     }
 }
 
@@ -328,7 +383,7 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("very-secret-token"));
         assert!(dbg.contains("***"));
-        assert_eq!(format!("{}", c.server_token), "***");
+        assert_eq!(format!("{}", c.server_token.unwrap()), "***");
     }
 
     #[test]
@@ -338,8 +393,9 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(c.server_token.expose(), "tok");
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(c.server_token.unwrap().expose(), "tok");
+        assert_eq!(c.account_token.unwrap().expose(), "acct");
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
@@ -392,7 +448,7 @@ mod tests {
         assert!(Config::with_token("t0ken", "http://evil.example?@127.0.0.1").is_err());
         let c = Config::with_token("t0ken\n", "http://127.0.0.1:9/").unwrap();
         assert_eq!(c.base_url, "http://127.0.0.1:9");
-        assert_eq!(c.server_token.expose(), "t0ken");
+        assert_eq!(c.server_token.unwrap().expose(), "t0ken");
     }
 
     #[test]
@@ -445,7 +501,8 @@ mod tests {
         let spec = connection_specification();
         assert_eq!(spec["$schema"], "http://json-schema.org/draft-07/schema#");
         assert_eq!(spec["properties"]["server_token"]["airbyte_secret"], true);
-        assert_eq!(spec["required"], json!(["server_token"]));
+        assert_eq!(spec["properties"]["account_token"]["airbyte_secret"], true);
+        assert!(spec.get("required").is_none(), "either token will do");
         assert!(spec.get("$defs").is_none() && spec.get("definitions").is_none());
     }
 }

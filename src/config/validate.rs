@@ -106,14 +106,32 @@ pub(super) fn finish(
     now: DateTime<Utc>,
     warnings: &mut Vec<String>,
 ) -> Result<Config, String> {
-    let token = check_token(raw.server_token.expose(), warnings)?;
+    let server_token = match &raw.server_token {
+        Some(t) => Some(Secret::new(check_token(
+            t.expose(),
+            "server_token",
+            warnings,
+        )?)),
+        None => None,
+    };
+    let account_token = match &raw.account_token {
+        Some(t) => Some(Secret::new(check_token(
+            t.expose(),
+            "account_token",
+            warnings,
+        )?)),
+        None => None,
+    };
+    let servers = check_servers(raw.servers.as_deref(), account_token.is_some())?;
     let base_url = check_base_url(&raw.base_url)?;
     let start_date = match raw.start_date.as_deref() {
         None => None,
         Some(s) => Some(check_start_date(s, now)?),
     };
     Ok(Config {
-        server_token: Secret::new(token),
+        server_token,
+        account_token,
+        servers,
         start_date,
         lookback: Duration::hours(i64::from(raw.lookback_hours)),
         max_concurrency: raw.max_concurrency.clamp(1, 16) as usize,
@@ -242,34 +260,69 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `servers`: IDs or names, trimmed, each once. It selects servers of the account, so it
+/// needs `account_token`.
+fn check_servers(list: Option<&[String]>, account: bool) -> Result<Vec<String>, String> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if !account {
+        return Err(
+            "'servers' selects servers of the account and needs 'account_token'; add the \
+             Account API token or remove 'servers'"
+                .into(),
+        );
+    }
+    let mut out: Vec<String> = Vec::new();
+    for s in list {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("'servers' has an empty entry; list server IDs or names".into());
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// A pasted token often carries a trailing newline or spaces: those are trimmed with a
 /// warning. Whitespace or control characters inside it, or characters an HTTP header
 /// cannot carry, are a config error (the token is never echoed).
-pub(super) fn check_token(raw: &str, warnings: &mut Vec<String>) -> Result<String, String> {
+pub(super) fn check_token(
+    raw: &str,
+    field: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let (what, where_) = if field == "account_token" {
+        ("Account API token", "Postmark: Account → API Tokens")
+    } else {
+        (
+            "Server API token",
+            "Postmark: Servers → your server → API Tokens",
+        )
+    };
     let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c.is_control());
     if trimmed.is_empty() {
-        return Err("'server_token' is empty; paste your Server API token".into());
+        return Err(format!("'{field}' is empty; paste your {what}"));
     }
     if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(
-            "'server_token' contains whitespace or control characters inside it; \
-             paste the Server API token alone (Postmark: Servers → your server → API Tokens)"
-                .into(),
-        );
+        return Err(format!(
+            "'{field}' contains whitespace or control characters inside it; \
+             paste the {what} alone ({where_})"
+        ));
     }
     if !trimmed.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(
-            "'server_token' contains non-ASCII characters, which no Postmark token has; \
-             paste the Server API token alone"
-                .into(),
-        );
+        return Err(format!(
+            "'{field}' contains non-ASCII characters, which no Postmark token has; \
+             paste the {what} alone"
+        ));
     }
     if trimmed.len() != raw.len() {
-        warnings.push(
-            "'server_token' had leading or trailing whitespace (a copy-paste newline?); \
+        warnings.push(format!(
+            "'{field}' had leading or trailing whitespace (a copy-paste newline?); \
              it was trimmed"
-                .into(),
-        );
+        ));
     }
     Ok(trimmed.to_string())
 }

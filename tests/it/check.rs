@@ -61,14 +61,24 @@ fn airbytes_own_postmark_config_keys_work() {
     let s = Scratch::new("check-alias");
     let cfg = s.write_json(
         "config.json",
-        &json!({"X-Postmark-Server-Token": TOKEN, "X-Postmark-Account-Token": "acct-secret-99999", "base_url": fake.url}),
+        &json!({"X-Postmark-Server-Token": TOKEN, "X-Postmark-Account-Token": ACCOUNT_TOKEN, "base_url": fake.url}),
     );
     let run = check(&cfg);
     assert_eq!(
         run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"],
-        "SUCCEEDED"
+        "SUCCEEDED",
+        "{}",
+        run.stdout
     );
-    // The account token is never sent along a server-token call (Postmark rejects that).
-    assert!(fake.requests().iter().all(|r| r["account_token"] == false));
-    assert_no_secret(&run, "acct-secret-99999");
+    // Each token goes only to its own endpoints (Postmark rejects both on one call).
+    let requests = fake.requests();
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/server", "/servers"]);
+    for r in &requests {
+        assert_eq!(r["account_token"], r["path"] == "/servers", "{r}");
+    }
+    assert_no_secret(&run, ACCOUNT_TOKEN);
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod account;
 mod check;
 mod corpus;
 mod datasets;

@@ -74,7 +74,7 @@ fn retry_after_is_honoured() {
         started.elapsed().as_millis() >= 1000,
         "waited for Retry-After"
     );
-    assert!(run.logs().iter().any(|l| l.contains("1.0 s")));
+    assert!(run.logs().iter().any(|l| l.contains("waiting 1.0 s")));
 }
 
 #[test]

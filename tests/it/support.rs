@@ -12,15 +12,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
+use source_postmark::streams::Token;
 
 /// Every test pretends the sync starts at this instant (fake and connector agree).
 pub const NOW: &str = "2026-11-20T12:00:00Z";
 pub const TOKEN: &str = "fake-server-token";
+/// The fake's account token (`--account-token` default).
+pub const ACCOUNT_TOKEN: &str = "fake-account-token";
 
-/// Every stream of the connector's table, in table order (what `discover` lists).
+/// Every server stream of the connector's table, in table order (what `discover` lists
+/// with a server token).
 pub fn all_streams() -> Vec<&'static str> {
     source_postmark::streams::STREAMS
         .iter()
+        .filter(|s| s.token == Token::Server)
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The account streams (read with the account token).
+pub fn account_streams() -> Vec<&'static str> {
+    source_postmark::streams::STREAMS
+        .iter()
+        .filter(|s| s.token == Token::Account)
         .map(|s| s.name)
         .collect()
 }
@@ -29,7 +43,7 @@ pub fn all_streams() -> Vec<&'static str> {
 pub fn streams() -> Vec<&'static str> {
     source_postmark::streams::STREAMS
         .iter()
-        .filter(|s| s.opt_in.is_none())
+        .filter(|s| s.opt_in.is_none() && s.token == Token::Server)
         .map(|s| s.name)
         .collect()
 }

@@ -27,9 +27,11 @@ pub(super) struct Detail {
 
 impl Detail {
     pub fn request(&self) -> Request {
+        // Fan-out streams are server streams (template bodies, message details).
         Request {
             path: self.path.clone(),
             query: Vec::new(),
+            token: crate::client::Token::Server,
         }
     }
 }

@@ -146,7 +146,11 @@ pub(super) fn build_request(
     for (k, v) in spec.extra_query {
         query.push((k, v.to_string()));
     }
-    Request { path, query }
+    Request {
+        path,
+        query,
+        token: spec.token,
+    }
 }
 
 /// A value placed in a URL path: everything but unreserved characters percent-encoded.
