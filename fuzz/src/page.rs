@@ -71,10 +71,7 @@ pub fn check(data: &[u8]) {
         .iter()
         .enumerate()
         .filter(|(i, p)| {
-            *i < 8
-                && head[1] & (1 << i) != 0
-                && !spec.is_key(p)
-                && Some(p.as_str()) != cursor
+            *i < 8 && head[1] & (1 << i) != 0 && !spec.is_key(p) && Some(p.as_str()) != cursor
         })
         .map(|(_, p)| p.clone())
         .collect();
