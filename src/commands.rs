@@ -308,7 +308,7 @@ pub fn about<W: Write>(json_format: bool, out: &mut Emitter<W>) -> Result<(), Er
     }
     let about = json!({
         "name": "source-postmark",
-        "description": "Postmark source: outbound and inbound messages, bounces, templates and message streams.",
+        "description": "Postmark source: messages, bounces, templates, message streams, opens, clicks, message events, suppressions, delivery and daily statistics, webhooks and inbound rules of a server; servers, domains and sender signatures of an account.",
         "version": env!("CARGO_PKG_VERSION"),
         "sdk_version": null,
         "capabilities": CAPABILITIES,
