@@ -620,6 +620,9 @@ pub(super) struct Cost {
     emitted: u64,
 }
 
+/// Individual warnings of skipped messages per fallback before they are only counted.
+const SKIP_WARNINGS: u64 = 10;
+
 /// Outbound messages an open or click can belong to were sent at most this long before it:
 /// the longest retention Postmark offers (messages older than the server's retention are not
 /// listed, so this costs nothing there).
@@ -734,6 +737,10 @@ impl<W: Write> Engine<'_, '_, W> {
                 let run = &mut self.runs[job.stream];
                 run.skipped += 1;
                 cost.skipped += 1;
+                if cost.skipped > SKIP_WARNINGS {
+                    // Counted in the fallback's cost line and the stream's skipped rows.
+                    return self.page_done(job.task);
+                }
                 let path = job.detail.as_ref().map_or("", |d| d.path.as_str());
                 let msg = format!(
                     "{}: skipped GET {path}: Postmark answered ErrorCode {code} ({message}); \
@@ -969,4 +976,27 @@ fn split_even(w: Window, total: u64) -> Vec<Window> {
         s = e;
     }
     pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_crowded_message_listing_splits_into_contiguous_pieces_that_cover_its_window() {
+        let w = (at("2026-10-01T00:00:00Z"), at("2026-10-02T00:00:01Z"));
+        let pieces = split_even(w, 25_000);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!(pieces[0].0, w.0);
+        assert_eq!(pieces.last().map(|p| p.1), Some(w.1));
+        assert!(pieces
+            .windows(2)
+            .all(|p| p[0].1 == p[1].0 && p[0].0 < p[0].1));
+        let second = (w.0, w.0 + chrono::Duration::seconds(1));
+        assert_eq!(split_even(second, 25_000), vec![second]);
+    }
 }
