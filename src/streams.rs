@@ -573,7 +573,7 @@ const EVENTS: StreamSpec = StreamSpec {
 pub const PLATFORMS: &[&str] = &["WebMail", "Desktop", "Mobile", "Unknown"];
 
 /// ErrorCode of a message Postmark cannot (yet) show: skipped (api.md §4.3).
-const MESSAGE_NOT_FOUND: i64 = 701;
+pub const MESSAGE_NOT_FOUND: i64 = 701;
 
 /// Daily statistics: one query per sending message stream over whole days, rows from `Days`.
 const DAILY: StreamSpec = StreamSpec {

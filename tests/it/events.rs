@@ -211,3 +211,106 @@ fn with_an_honoured_date_filter_events_cost_within_a_tenth_of_the_minimum_reques
         );
     }
 }
+
+#[test]
+fn opens_and_clicks_beyond_what_one_platform_can_reach_come_from_the_per_message_fallback() {
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events-one-platform",
+        "--events-date-filter",
+        "ignored",
+    ]);
+    let s = Scratch::new("events-fallback");
+    let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_valid_airbyte(&run);
+    let logs = run.logs();
+    for stream in EVENTS {
+        let truth = fake.truth(stream, Some(default_range()));
+        // Every extra open is Mobile, every extra click Desktop: one platform of `outbound`
+        // holds more than one query reaches, so only the per-message fallback reaches the rest.
+        assert!(in_outbound(&fake, stream) > 10_000, "{stream}");
+        let got = event_keys(&run, stream);
+        let unique: std::collections::HashSet<&String> = got.iter().collect();
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "{stream}: no event is emitted twice"
+        );
+        assert_exactly(stream, &got, &truth);
+        assert!(
+            logs.iter().any(|l| l
+                .starts_with(&format!("{stream} (messagestream outbound, platform "))
+                && l.contains("reading them per message")),
+            "{stream}: the fallback's start is logged: {logs:#?}"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with(&format!("{stream}: the per-message fallback read "))),
+            "{stream}: the fallback's cost is logged: {logs:#?}"
+        );
+    }
+    let per_message = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            let p = r["path"].as_str().unwrap_or("");
+            p.starts_with("/messages/outbound/opens/")
+                || p.starts_with("/messages/outbound/clicks/")
+        })
+        .count();
+    assert!(per_message > 0, "the per-message endpoints were asked");
+    assert!(
+        !logs.iter().any(|l| l.contains("unreachable")),
+        "nothing unreachable: {logs:#?}"
+    );
+    assert_eq!(fake.stats()["cap_violations"], 0);
+}
+
+#[test]
+fn the_per_message_fallback_splits_a_message_listing_past_10000_and_stays_exact() {
+    // 80,000 outbound messages: more than 10,000 were sent before the range the Mobile opens
+    // read could not reach, so the fallback's listing of them must split in time.
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events-one-platform",
+        "--events-date-filter",
+        "ignored",
+        "--outbound",
+        "80000",
+        "--opens",
+        "3000",
+        "--clicks",
+        "1000",
+    ]);
+    let s = Scratch::new("events-fallback-split");
+    let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let logs = run.logs();
+    for stream in EVENTS {
+        let truth = fake.truth(stream, Some(default_range()));
+        assert_exactly(stream, &event_keys(&run, stream), &truth);
+    }
+    let listing_pages = |stream: &str| -> u64 {
+        let prefix = format!("{stream}: the per-message fallback read ");
+        let line = logs
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{stream}: the fallback's cost is logged: {logs:#?}"));
+        let before = line
+            .split(" listing outbound messages")
+            .next()
+            .unwrap_or("");
+        before
+            .rsplit('(')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a listing count in {line}"))
+    };
+    // One query lists at most 20 pages of 500: more means the listing was split.
+    assert!(listing_pages("opens") > 20, "{logs:#?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("unreachable")),
+        "nothing unreachable: {logs:#?}"
+    );
+}

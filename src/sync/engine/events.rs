@@ -28,6 +28,8 @@ pub(super) struct Known {
     /// The oldest piece of a split whose answer settles the question, by its task id; the
     /// other pieces wait for it.
     gates: HashMap<TaskId, Gate>,
+    /// What each per-message fallback has cost, by the task that started it.
+    costs: HashMap<TaskId, Cost>,
 }
 
 struct Gate {
@@ -478,7 +480,7 @@ impl<W: Write> Engine<'_, '_, W> {
                     }
                     ev::Narrow::PerMessage => {
                         let rows = total.unwrap_or(0).saturating_sub(u64::from(OFFSET_CAP));
-                        self.unreachable(task_id, rows)?;
+                        self.start_fallback(task_id, uncovered, boundary, rows)?;
                     }
                 }
                 self.reader_stop(task_id, true)
@@ -594,5 +596,407 @@ fn describe_span(span: Option<ev::Span>) -> String {
             fmt_time(s.newest)
         ),
         None => "no events".to_string(),
+    }
+}
+
+/// The per-message fallback of one platform scope: what a task listing outbound messages
+/// (or asking one message for its events) must keep.
+#[derive(Clone)]
+pub(super) struct Fallback {
+    kind: ev::Kind,
+    /// The events no query reached (time ranges and boundary keys of one platform).
+    uncovered: ev::Uncovered,
+    /// The task that started it: its cost is logged when it completes.
+    root: TaskId,
+}
+
+/// What one fallback has cost so far, logged when its root completes.
+#[derive(Default)]
+pub(super) struct Cost {
+    listing: u64,
+    per_message: u64,
+    messages: u64,
+    skipped: u64,
+    emitted: u64,
+}
+
+/// Individual warnings of skipped messages per fallback before they are only counted.
+const SKIP_WARNINGS: u64 = 10;
+
+/// Outbound messages an open or click can belong to were sent at most this long before it:
+/// the longest retention Postmark offers (messages older than the server's retention are not
+/// listed, so this costs nothing there).
+const MESSAGE_AGE: i64 = crate::config::MAX_RETENTION_DAYS;
+
+/// The stream whose listing the fallback walks: the outbound messages.
+pub(super) fn listing_spec() -> Option<&'static StreamSpec> {
+    crate::streams::find("messages_outbound")
+}
+
+/// The per-message endpoint of an events stream, placeholders unfilled (the timer's tag).
+pub(super) fn per_message_endpoint(spec: &StreamSpec) -> &'static str {
+    match ev::kind_of(spec) {
+        Some(ev::Kind::Opens) => "/messages/outbound/opens/{MessageID}",
+        Some(ev::Kind::Clicks) => "/messages/outbound/clicks/{MessageID}",
+        None => "",
+    }
+}
+
+impl<W: Write> Engine<'_, '_, W> {
+    /// A platform scope reached the cap before its range start: the events left (in
+    /// `uncovered`, minus what was emitted at `boundary`) are read per message. The task
+    /// hands over to one child listing the outbound messages sent before the newest
+    /// uncovered instant; it completes when every message has answered.
+    fn start_fallback(
+        &mut self,
+        task_id: TaskId,
+        uncovered: Vec<Window>,
+        boundary: Boundary,
+        rows: u64,
+    ) -> Result<(), Error> {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return Ok(());
+        };
+        let (stream, partition) = (task.stream, task.partition);
+        let platform = task.reader.as_ref().and_then(|r| r.platform);
+        let Some(kind) = ev::kind_of(self.runs[stream].selected.spec) else {
+            return Ok(());
+        };
+        let (Some(lo), Some(hi)) = (
+            uncovered.iter().map(|w| w.0).min(),
+            uncovered.iter().map(|w| w.1).max(),
+        ) else {
+            return Ok(());
+        };
+        let mut pieces = ev::Uncovered::default();
+        pieces.add(platform, uncovered, boundary);
+        let listed = (lo - chrono::Duration::days(MESSAGE_AGE), hi);
+        let run = &self.runs[stream];
+        let scope = run
+            .partitions
+            .get(partition)
+            .cloned()
+            .flatten()
+            .map(|p| format!("messagestream {p}, "))
+            .unwrap_or_default();
+        let msg = format!(
+            "{} ({scope}platform {}): about {rows} events in [{}, {}) are beyond the 10,000 one \
+             query reaches; reading them per message: listing the outbound messages sent in \
+             [{}, {}) and asking {} for each tracked one (one request per message)",
+            run.name(),
+            platform.unwrap_or("any"),
+            fmt_time(lo),
+            fmt_time(hi),
+            fmt_time(listed.0),
+            fmt_time(listed.1),
+            per_message_endpoint(run.selected.spec),
+        );
+        self.out.log(Level::Info, &msg)?;
+        let child = self.hand_over(task_id, stream, partition, vec![(Vec::new(), Some(listed))]);
+        self.date_filters.costs.insert(child, Cost::default());
+        if let Some(c) = self.tasks.get_mut(&child) {
+            c.fallback = Some(Box::new(Fallback {
+                kind,
+                uncovered: pieces,
+                root: child,
+            }));
+        }
+        Ok(())
+    }
+
+    /// A request of a fallback task answered: a page of the message listing, or of one
+    /// message's events.
+    pub(super) fn fallback_done(
+        &mut self,
+        job: InFlight,
+        result: Result<String, Error>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let Some(fallback) = self
+            .tasks
+            .get(&job.task)
+            .and_then(|t| t.fallback.as_deref())
+            .cloned()
+        else {
+            return self.page_done(job.task);
+        };
+        let cost = self.date_filters.costs.entry(fallback.root).or_default();
+        if job.detail.is_some() {
+            cost.per_message += 1;
+        } else {
+            cost.listing += 1;
+        }
+        let body = match result {
+            Ok(body) => body,
+            Err(Error::Rejected {
+                status: 422,
+                code: Some(code),
+                message,
+                ..
+            }) if job.detail.is_some() && code == crate::streams::MESSAGE_NOT_FOUND => {
+                let run = &mut self.runs[job.stream];
+                run.skipped += 1;
+                cost.skipped += 1;
+                if cost.skipped > SKIP_WARNINGS {
+                    // Counted in the fallback's cost line and the stream's skipped rows.
+                    return self.page_done(job.task);
+                }
+                let path = job.detail.as_ref().map_or("", |d| d.path.as_str());
+                let msg = format!(
+                    "{}: skipped GET {path}: Postmark answered ErrorCode {code} ({message}); \
+                     the message is gone or not yet readable",
+                    run.name()
+                );
+                self.out.log(Level::Warn, &msg)?;
+                return self.page_done(job.task);
+            }
+            Err(e) => return self.fail_stream(job.stream, e),
+        };
+        if job.detail.is_some() {
+            self.fallback_events(job, &fallback, &body, at)
+        } else {
+            self.fallback_listing(job, fallback, &body)
+        }
+    }
+
+    /// A page of the outbound messages: queue one events request per tracked message sent
+    /// in the task's window (ahead of the listing's next pages, so memory stays bounded).
+    fn fallback_listing(
+        &mut self,
+        job: InFlight,
+        fallback: Fallback,
+        body: &str,
+    ) -> Result<(), Error> {
+        let Some(listing) = listing_spec() else {
+            return self.page_done(job.task);
+        };
+        let page = match parse_page(body, listing.envelope) {
+            Ok(p) => p,
+            Err(detail) => {
+                let context = format!(
+                    "listing outbound messages for '{}'",
+                    self.runs[job.stream].name()
+                );
+                return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
+            }
+        };
+        let Some(task) = self.tasks.get(&job.task) else {
+            return Ok(());
+        };
+        let (stream, partition, window, generation) =
+            (task.stream, task.partition, task.window, task.generation);
+        let total = page.total.unwrap_or(page.records.len() as u64);
+        if job.offset == 0 {
+            if let Some(w) = window.filter(|_| total > u64::from(OFFSET_CAP)) {
+                // More messages than one query reaches: split the window in time.
+                let pieces = split_even(w, total);
+                if pieces.len() > 1 {
+                    let children = pieces.into_iter().map(|p| (Vec::new(), Some(p))).collect();
+                    let first = self.hand_over(job.task, stream, partition, children);
+                    for id in first..self.next_task {
+                        if let Some(c) = self.tasks.get_mut(&id) {
+                            c.fallback = Some(Box::new(fallback.clone()));
+                        }
+                    }
+                    return self.page_done(job.task);
+                }
+                self.unreachable(job.task, total - u64::from(OFFSET_CAP))?;
+            }
+            let mut pages = Vec::new();
+            let mut o = PAGE_SIZE;
+            while u64::from(o) < total.min(u64::from(OFFSET_CAP)) {
+                let Some(c) = next_count(o) else { break };
+                pages.push((o, c));
+                o += c;
+            }
+            if let Some(t) = self.tasks.get_mut(&job.task) {
+                t.pages_pending += pages.len();
+            }
+            for (o, c) in pages {
+                self.enqueue(job.task, o, Some(c));
+            }
+        }
+        let cursor = listing.cursor_field();
+        let endpoint = per_message_endpoint(self.runs[stream].selected.spec);
+        let mut paths = Vec::new();
+        for raw in &page.records {
+            let Ok(record) = serde_json::from_str::<crate::record::RawObject>(raw.get()) else {
+                continue;
+            };
+            if let (Some(field), Some(w)) = (cursor, window) {
+                if !super::fanout::in_window(&record, field, w) {
+                    continue;
+                }
+            }
+            if !ev::tracked(fallback.kind, &record) {
+                continue;
+            }
+            if let Some(path) = super::fanout::fill_path(endpoint, &record) {
+                paths.push(path);
+            }
+        }
+        if let Some(cost) = self.date_filters.costs.get_mut(&fallback.root) {
+            cost.messages += paths.len() as u64;
+        }
+        let start = window.map(|w| w.0.timestamp()).unwrap_or(0);
+        if let Some(t) = self.tasks.get_mut(&job.task) {
+            t.pages_pending += paths.len();
+        }
+        for path in paths {
+            self.queue.push(std::cmp::Reverse(super::Pending {
+                key: (stream, start, job.task, job.offset),
+                count: None,
+                generation,
+                probe: None,
+                detail: Some(super::fanout::Detail {
+                    path,
+                    page: Some((0, PAGE_SIZE)),
+                }),
+            }));
+        }
+        self.page_done(job.task)
+    }
+
+    /// A page of one message's events: emit those no query reached, ask for the next page.
+    fn fallback_events(
+        &mut self,
+        job: InFlight,
+        fallback: &Fallback,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let spec = self.runs[job.stream].selected.spec;
+        let Some((cursor, keys)) = events_stream(spec) else {
+            return self.page_done(job.task);
+        };
+        let page = match parse_page(body, spec.envelope) {
+            Ok(p) => p,
+            Err(detail) => {
+                let path = job.detail.as_ref().map_or("", |d| d.path.as_str());
+                let context = format!("reading '{}' (GET {path})", spec.name);
+                return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
+            }
+        };
+        let events = ev::scan(&page.records, cursor, &keys);
+        let kept: Vec<&RawValue> = page
+            .records
+            .iter()
+            .zip(&events)
+            .filter(|(_, e)| fallback.uncovered.wants(e.platform.as_deref(), e))
+            .map(|(r, _)| *r)
+            .collect();
+        if let Some(cost) = self.date_filters.costs.get_mut(&fallback.root) {
+            cost.emitted += kept.len() as u64;
+        }
+        // A message with more events than one page: ask for the next (within the cap).
+        if let Some(d) = &job.detail {
+            let (offset, count) = d.page.unwrap_or((0, PAGE_SIZE));
+            let next = offset + count;
+            let more = page.total.is_some_and(|t| t > u64::from(next))
+                && page.records.len() as u32 >= count;
+            if let (true, Some(c)) = (more, next_count(next)) {
+                let detail = super::fanout::Detail {
+                    path: d.path.clone(),
+                    page: Some((next, c)),
+                };
+                let start = self
+                    .tasks
+                    .get(&job.task)
+                    .and_then(|t| t.window)
+                    .map(|w| w.0.timestamp())
+                    .unwrap_or(0);
+                if let Some(t) = self.tasks.get_mut(&job.task) {
+                    t.pages_pending += 1;
+                }
+                self.queue.push(std::cmp::Reverse(super::Pending {
+                    key: (job.stream, start, job.task, job.offset),
+                    count: None,
+                    generation: job.generation,
+                    probe: None,
+                    detail: Some(detail),
+                }));
+            }
+        }
+        let kept = Page {
+            total: page.total,
+            records: kept,
+            built: Vec::new(),
+            carried: Vec::new(),
+        };
+        self.emit_page(&job, &kept, at)?;
+        self.page_done(job.task)
+    }
+
+    /// A task completed: if it started a fallback, log what the fallback cost.
+    pub(super) fn fallback_completed(
+        &mut self,
+        id: TaskId,
+        task: &super::Task,
+    ) -> Result<(), Error> {
+        if task.fallback.as_ref().map(|f| f.root) != Some(id) {
+            return Ok(());
+        }
+        let Some(cost) = self.date_filters.costs.remove(&id) else {
+            return Ok(());
+        };
+        let msg = format!(
+            "{}: the per-message fallback read {} tracked messages: {} requests ({} listing \
+             outbound messages, {} per message), {} events emitted, {} messages skipped",
+            self.runs[task.stream].name(),
+            cost.messages,
+            cost.listing + cost.per_message,
+            cost.listing,
+            cost.per_message,
+            cost.emitted,
+            cost.skipped,
+        );
+        self.out.log(Level::Info, &msg)
+    }
+}
+
+/// Pieces of `w` of equal length, enough that each holds about 8,000 of `total` rows if they
+/// are spread evenly (a piece that still holds too many splits again); at least one second.
+fn split_even(w: Window, total: u64) -> Vec<Window> {
+    let n = total.div_ceil(8_000).max(2) as i64;
+    let secs = (w.1 - w.0).num_seconds();
+    if secs < 2 {
+        return vec![w];
+    }
+    let step = (secs / n).max(1);
+    let mut pieces = Vec::new();
+    let mut s = w.0;
+    while s < w.1 {
+        let e = (s + chrono::Duration::seconds(step)).min(w.1);
+        let e = if (w.1 - e).num_seconds() < step {
+            w.1
+        } else {
+            e
+        };
+        pieces.push((s, e));
+        s = e;
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_crowded_message_listing_splits_into_contiguous_pieces_that_cover_its_window() {
+        let w = (at("2026-10-01T00:00:00Z"), at("2026-10-02T00:00:01Z"));
+        let pieces = split_even(w, 25_000);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!(pieces[0].0, w.0);
+        assert_eq!(pieces.last().map(|p| p.1), Some(w.1));
+        assert!(pieces
+            .windows(2)
+            .all(|p| p[0].1 == p[1].0 && p[0].0 < p[0].1));
+        let second = (w.0, w.0 + chrono::Duration::seconds(1));
+        assert_eq!(split_even(second, 25_000), vec![second]);
     }
 }

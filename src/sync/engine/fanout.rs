@@ -23,6 +23,8 @@ use super::worker::encode_segment;
 pub(super) struct Detail {
     /// The filled path template, e.g. `/templates/123`.
     pub path: String,
+    /// `(offset, count)` of a paged per-record endpoint (the events of one message).
+    pub page: Option<(u32, u32)>,
 }
 
 impl Detail {
@@ -66,7 +68,11 @@ pub(super) fn fill_path(template: &str, record: &RawObject) -> Option<String> {
 
 /// Is the listed record inside `[start, end)` by `field`? Records without a readable value
 /// are kept (as the shaper keeps records without a cursor).
-fn in_window(record: &RawObject, field: &str, window: (DateTime<Utc>, DateTime<Utc>)) -> bool {
+pub(super) fn in_window(
+    record: &RawObject,
+    field: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> bool {
     let t = record
         .0
         .iter()
@@ -135,7 +141,7 @@ impl<W: Write> Engine<'_, '_, W> {
                 count: None,
                 generation,
                 probe: None,
-                detail: Some(Detail { path }),
+                detail: Some(Detail { path, page: None }),
             }));
         }
         Ok(())

@@ -71,6 +71,9 @@ struct Task {
     tight: bool,
     /// Opens and clicks whose date filter Postmark ignores: read newest-first, unfiltered.
     reader: Option<Box<events::Reader>>,
+    /// Opens or clicks no query reaches: this task lists outbound messages and asks each
+    /// tracked one for its events (the per-message fallback).
+    fallback: Option<Box<events::Fallback>>,
     /// Fingerprints of the primary keys of every row this task's query returned, over all
     /// its reads: a window holds at most 10,000 rows, so this is bounded (16 bytes a row);
     /// it is freed when the task completes. Re-reads of a changed window skip keys here.
@@ -419,6 +422,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 generation: 0,
                 tight,
                 reader: None,
+                fallback: None,
                 seen: KeySet::default(),
                 requests: 0,
                 inherited,
@@ -518,7 +522,11 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 continue;
             }
             let run = &self.runs[stream];
-            let spec = run.selected.spec;
+            // The per-message fallback lists outbound messages for an events stream.
+            let spec = match (&task.fallback, &p.detail) {
+                (Some(_), None) => events::listing_spec().unwrap_or(run.selected.spec),
+                _ => run.selected.spec,
+            };
             let partition = run.partitions.get(task.partition).cloned().flatten();
             // A newest-first reader sends no date filter; a probe asks its own second.
             let window = match (p.probe, &task.reader) {
@@ -527,7 +535,14 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 (None, None) => task.window,
             };
             let mut request = match &p.detail {
-                Some(d) => d.request(),
+                Some(d) => {
+                    let mut r = d.request();
+                    if let Some((offset, count)) = d.page {
+                        r.query.push(("count", count.to_string()));
+                        r.query.push(("offset", offset.to_string()));
+                    }
+                    r
+                }
                 None => build_request(
                     spec,
                     partition.as_deref(),
@@ -539,12 +554,13 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             };
             let mut endpoint = match (&p.detail, spec.fan_out) {
                 (Some(_), Some(f)) => f.path,
+                (Some(_), None) => events::per_message_endpoint(spec),
                 _ => spec.path,
             };
             if let Some(part) = spec
                 .parts
                 .get(offset as usize)
-                .filter(|_| p.count.is_none())
+                .filter(|_| p.count.is_none() && p.detail.is_none())
             {
                 request.path = part.path.to_string();
                 endpoint = part.path;
@@ -618,6 +634,13 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             // A page of a window that has since been re-read: its rows come again.
             return self.page_done(job.task);
         }
+        if self
+            .tasks
+            .get(&job.task)
+            .is_some_and(|t| t.fallback.is_some())
+        {
+            return self.fallback_done(job, result, at);
+        }
         if job.detail.is_some() {
             return self.on_detail(job, result, at);
         }
@@ -673,12 +696,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 break;
             };
             self.check_complete(&task)?;
+            self.fallback_completed(id, &task)?;
             let run = &mut self.runs[task.stream];
             run.open_tasks = run.open_tasks.saturating_sub(1);
             if !task.split {
                 run.windows_done += 1;
             }
-            if let (true, Some((s, e))) = (task.filters.is_empty(), task.window) {
+            if let (true, Some((s, e))) = (
+                task.filters.is_empty() && task.fallback.is_none(),
+                task.window,
+            ) {
                 if let Some(p) = run.progress.as_mut() {
                     p.mark(task.partition, s, e);
                 }

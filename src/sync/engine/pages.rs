@@ -397,7 +397,7 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         let window = match spec.cursor {
             // A newest-first reader picks its records itself.
-            Cursor::Field(_) if task.reader.is_none() => task.window,
+            Cursor::Field(_) if task.reader.is_none() && task.fallback.is_none() => task.window,
             _ => None,
         };
         let first_read = task.generation == 0;
