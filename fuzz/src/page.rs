@@ -38,7 +38,23 @@ pub fn check(data: &[u8]) {
     };
 
     let parsed = parse_page(&body, spec.envelope);
-    let oracle: Option<Value> = serde_json::from_str(&body).ok();
+    // A body with a repeated top-level key is ambiguous JSON (RFC 8259: names SHOULD be
+    // unique; parsers differ on which one wins): no oracle to compare with, only the other
+    // properties below apply. (A CI run once hit `{"Messages": 3, "Messages": [...]}`.)
+    let repeated_key = serde_json::from_str::<source_postmark::record::RawObject>(&body)
+        .map(|o| {
+            let mut keys: Vec<&str> = o.0.iter().map(|(k, _)| k.as_ref()).collect();
+            let n = keys.len();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len() != n
+        })
+        .unwrap_or(false);
+    let oracle: Option<Value> = if repeated_key {
+        None
+    } else {
+        serde_json::from_str(&body).ok()
+    };
     match (&parsed, &oracle) {
         (Ok(page), Some(Value::Object(map))) => {
             let records = map.get(key).and_then(Value::as_array);

@@ -6,10 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-per_target="${FUZZ_CI_SECONDS:-20}"
+per_target="${FUZZ_CI_SECONDS:-90}"
 # A fixed seed: the same machine explores the same inputs run after run, so a red CI is a
 # finding to reproduce, not chance (scripts/fuzz.sh explores with random seeds).
 seed="${FUZZ_CI_SEED:-1}"
+# A fixed number of inputs per target (with the fixed seed: the same inputs every run, on any
+# machine speed); FUZZ_CI_SECONDS only caps the time.
+runs="${FUZZ_CI_RUNS:-60000}"
 cargo_fuzz_version="0.13.2"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -42,7 +45,7 @@ for target in page config catalog state windows; do
   if [ -d "fuzz/regressions/$target" ]; then dirs+=("regressions/$target"); fi
   echo "== fuzz: $target for ${per_target} s"
   if ! (cd fuzz && cargo +nightly fuzz run -s none -a "$target" "${dirs[@]}" -- \
-      -max_total_time="$per_target" -seed="$seed" -timeout=30 -print_final_stats=1 "${dict[@]}" \
+      -runs="$runs" -max_total_time="$per_target" -seed="$seed" -timeout=30 -print_final_stats=1 "${dict[@]}" \
       2>&1 | grep -E -A1 'panicked at|Test unit written|SUMMARY|ERROR|stat::number_of_executed_units|Done [0-9]+ runs'
       exit "${PIPESTATUS[0]}"); then
     echo "fuzz: FAILED: target '$target' found a crash (input saved under fuzz/artifacts/$target/)" >&2
