@@ -123,10 +123,15 @@ say "fake Postmark on $main_url"
 # The documented layout: config.json and catalog.json in ./airbyte, mounted at /data (ro).
 mkdir -p "$work/airbyte"
 printf '{"server_token": "fake-server-token", "base_url": "%s"}\n' "$main_url" >"$work/airbyte/config.json"
-cp catalogs/configured_catalog.json "$work/airbyte/catalog.json"
+# The five streams with single-field keys, taken from the ready-made configured catalog: the
+# container's records are compared key by key with the fake's truth (the other streams are
+# compared with the truth by the integration tests through the same binary).
+core='messages_outbound messages_inbound bounces templates message_streams'
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["streams"]=[s for s in c["streams"] if s["stream"]["name"] in sys.argv[3].split()]; json.dump(c, open(sys.argv[2], "w"))' \
+  catalogs/configured_catalog.json "$work/airbyte/catalog.json" "$core"
 chmod -R a+rX "$work"
-mapfile -t streams < <(python3 -c 'import json,sys; [print(s["stream"]["name"]) for s in json.load(open(sys.argv[1]))["streams"]]' catalogs/configured_catalog.json)
-[ ${#streams[@]} -ge 5 ] || die "catalogs/configured_catalog.json selects ${#streams[@]} streams"
+mapfile -t streams < <(python3 -c 'import json,sys; [print(s["stream"]["name"]) for s in json.load(open(sys.argv[1]))["streams"]]' "$work/airbyte/catalog.json")
+[ ${#streams[@]} -eq 5 ] || die "the catalog for the container selects ${#streams[@]} streams, expected 5"
 
 # -- the documented commands, as written ------------------------------------------------------
 run_args="--rm --init --network=host -v \"\$PWD/airbyte:/data:ro\" $IMAGE"
