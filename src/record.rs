@@ -7,7 +7,7 @@
 //! keep the record only inside its half-open window, and fields the user deselected are
 //! skipped. Unknown fields pass through untouched.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::streams::{Envelope, Shape, MASK};
 
 /// A JSON object as borrowed (key, raw value) pairs, in input order.
+#[derive(Debug)]
 pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 struct Key<'a>(Cow<'a, str>);
@@ -50,34 +51,71 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(20));
-                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    fields.push((k.0, v));
-                }
-                Ok(RawObject(fields))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawObject<'de>, A::Error> {
+                raw_fields(map)
             }
         }
         d.deserialize_map(V)
     }
 }
 
-/// One response page: `TotalCount` and the raw records.
+/// A JSON object's fields as (key, raw value) pairs.
+fn raw_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawObject<'de>, A::Error> {
+    let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(20));
+    while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+        fields.push((k.0, v));
+    }
+    Ok(RawObject(fields))
+}
+
+/// One record of a page, split into its fields by the page's single scan.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// The record's fields, or why it is not a JSON object (a page may hold such a record:
+    /// the shaper reports it, readers of keys and times pass over it).
+    fields: Result<RawObject<'a>, String>,
+    /// The page's text holds a line break, so this record's values may (a pretty-printed
+    /// body): they are copied without them. Checked once per page, not once per record.
+    multiline: bool,
+}
+
+impl<'a> Record<'a> {
+    /// The record's fields, when it is a JSON object.
+    pub fn object(&self) -> Option<&RawObject<'a>> {
+        self.fields.as_ref().ok()
+    }
+
+    /// The record's fields, or why it is not a JSON object.
+    pub fn fields(&self) -> Result<&RawObject<'a>, &str> {
+        self.fields.as_ref().map_err(String::as_str)
+    }
+
+    /// One record from its own JSON text (a record that is not a JSON object is kept as
+    /// one, as in a page).
+    pub fn parse(raw: &'a str) -> Record<'a> {
+        Record {
+            fields: serde_json::from_str(raw)
+                .map_err(|e| format!("a record is not a JSON object ({e})")),
+            multiline: has_line_break(raw),
+        }
+    }
+}
+
+/// One response page: `TotalCount` and the records, each split into its fields.
 pub struct Page<'a> {
     pub total: Option<u64>,
-    pub records: Vec<&'a RawValue>,
-    /// Records built from scalar fields of the envelope (`InactiveMails`).
-    pub built: Vec<Box<RawValue>>,
+    pub records: Vec<Record<'a>>,
+    /// Records built from scalar fields of the envelope (`InactiveMails`):
+    /// `{"Name": <the field's name as the body spells it>, "Count": <its value>}`.
+    pub built: Vec<Record<'a>>,
     /// Fields of the envelope every record carries (`MessageID` of a details body).
     pub carried: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 impl<'a> Page<'a> {
     /// Every record: the envelope's array (or object), then those built from scalars.
-    pub fn all(&self) -> Vec<&RawValue> {
-        let mut all: Vec<&RawValue> = self.records.to_vec();
-        all.extend(self.built.iter().map(|b| &**b));
-        all
+    pub fn all(&self) -> Vec<&Record<'a>> {
+        self.records.iter().chain(&self.built).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -89,54 +127,218 @@ impl<'a> Page<'a> {
     }
 }
 
-fn array<'a>(v: &'a RawValue, key: &str) -> Result<Vec<&'a RawValue>, String> {
-    serde_json::from_str::<Vec<&'a RawValue>>(v.get())
-        .map_err(|e| format!("'{key}' is not an array ({e})"))
+/// Whether `text` holds a CR or LF byte. Chunked without an early exit inside a chunk, so
+/// the compiler vectorises it: a page is checked at memory speed.
+fn has_line_break(text: &str) -> bool {
+    text.as_bytes().chunks(64).any(|c| {
+        c.iter()
+            .fold(false, |a, &b| a | (b == b'\n') | (b == b'\r'))
+    })
 }
 
-/// Reads a response body as `envelope` describes it.
+/// Reads one array element as a record: a JSON object's fields, or (for anything else) why
+/// it is not one, consuming it so the array's scan goes on.
+struct RecordSeed {
+    multiline: bool,
+}
+
+impl<'de> de::DeserializeSeed<'de> for RecordSeed {
+    type Value = Record<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record<'de>, D::Error> {
+        let fields = d.deserialize_any(RecordVisitor)?;
+        Ok(Record {
+            fields,
+            multiline: self.multiline,
+        })
+    }
+}
+
+struct RecordVisitor;
+
+/// `Ok(Err(why))`: the element is read, and is not an object.
+type RecordFields<'de> = Result<RawObject<'de>, String>;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = RecordFields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RecordFields<'de>, A::Error> {
+        raw_fields(map).map(Ok)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RecordFields<'de>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(not_object(de::Unexpected::Seq))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Signed(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Unsigned(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Float(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Str(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RecordFields<'de>, E> {
+        Ok(not_object(de::Unexpected::Unit))
+    }
+}
+
+fn not_object<'de>(what: de::Unexpected) -> RecordFields<'de> {
+    let e = <serde_json::Error as de::Error>::invalid_type(what, &"a JSON object");
+    Err(format!("a record is not a JSON object ({e})"))
+}
+
+/// The elements of the records array, each read once into its fields.
+struct RecordsSeed<'s> {
+    multiline: bool,
+    /// Set when the array's first bracket was read: an error after it is not "no array".
+    started: &'s std::cell::Cell<bool>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = Vec<Record<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Record<'de>>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = Vec<Record<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Record<'de>>, A::Error> {
+        self.started.set(true);
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(500));
+        let multiline = self.multiline;
+        while let Some(r) = seq.next_element_seed(RecordSeed { multiline })? {
+            records.push(r);
+        }
+        Ok(records)
+    }
+}
+
+/// The body of a page whose records are an array: its fields are read in order, the records
+/// array element by element (the body is scanned once, each record split into its fields
+/// as it is met).
+struct PageVisitor<'s> {
+    envelope: Envelope,
+    key: &'static str,
+    multiline: bool,
+    /// Why the records key did not hold an array (told apart from a body that is no JSON).
+    not_array: &'s std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> Visitor<'de> for PageVisitor<'_> {
+    type Value = (Page<'de>, bool);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(Page<'de>, bool), A::Error> {
+        let mut page = Page {
+            total: None,
+            records: Vec::new(),
+            built: Vec::new(),
+            carried: Vec::new(),
+        };
+        let mut found = false;
+        // Keys are read raw (a handful per page): a scalar record's `Name` is the key's text.
+        while let Some(raw_key) = map.next_key::<&'de RawValue>()? {
+            let k = serde_json::from_str::<Key<'de>>(raw_key.get())
+                .map_err(de::Error::custom)?
+                .0;
+            if k == "TotalCount" {
+                let v: &RawValue = map.next_value()?;
+                page.total = serde_json::from_str::<u64>(v.get()).ok();
+            } else if k == self.key {
+                let started = std::cell::Cell::new(false);
+                let seed = RecordsSeed {
+                    multiline: self.multiline,
+                    started: &started,
+                };
+                match map.next_value_seed(seed) {
+                    Ok(records) => page.records = records,
+                    Err(e) => {
+                        if !started.get() {
+                            let key = self.key;
+                            let why = format!("'{key}' is not an array ({e})");
+                            *self.not_array.borrow_mut() = Some(why);
+                        }
+                        return Err(e);
+                    }
+                }
+                found = true;
+            } else {
+                let v: &'de RawValue = map.next_value()?;
+                match self.envelope {
+                    Envelope::Nested { carry, .. } if carry.iter().any(|c| *c == k) => {
+                        page.carried.push((k, v));
+                    }
+                    Envelope::ListAndScalars { scalars, .. } if scalars.iter().any(|c| *c == k) => {
+                        let fields = vec![
+                            (Cow::Borrowed("Name"), raw_key),
+                            (Cow::Borrowed("Count"), v),
+                        ];
+                        page.built.push(Record {
+                            fields: Ok(RawObject(fields)),
+                            multiline: self.multiline,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok((page, found))
+    }
+}
+
+/// Reads a response body as `envelope` describes it, in one scan: each record is split into
+/// its fields as the body is read.
 pub fn parse_page<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, String> {
-    let fields: RawObject<'a> =
-        serde_json::from_str(body).map_err(|e| format!("the body is not a JSON object ({e})"))?;
-    let mut page = Page {
-        total: None,
-        records: Vec::new(),
-        built: Vec::new(),
-        carried: Vec::new(),
-    };
+    let multiline = has_line_break(body);
     let key = match envelope {
         Envelope::Object => {
-            let whole: &'a RawValue = serde_json::from_str(body)
+            let fields: RawObject<'a> = serde_json::from_str(body)
                 .map_err(|e| format!("the body is not a JSON object ({e})"))?;
-            page.records.push(whole);
-            return Ok(page);
+            return Ok(Page {
+                total: None,
+                records: vec![Record {
+                    fields: Ok(fields),
+                    multiline,
+                }],
+                built: Vec::new(),
+                carried: Vec::new(),
+            });
         }
         Envelope::List(k) | Envelope::Nested { key: k, .. } => k,
         Envelope::ListAndScalars { key, .. } => key,
     };
-    let mut found = false;
-    for (k, v) in fields.0 {
-        if k == "TotalCount" {
-            page.total = serde_json::from_str::<u64>(v.get()).ok();
-        } else if k == key {
-            found = true;
-            page.records = array(v, key)?;
-        } else {
-            match envelope {
-                Envelope::Nested { carry, .. } if carry.iter().any(|c| *c == k) => {
-                    page.carried.push((k, v));
-                }
-                Envelope::ListAndScalars { scalars, .. } if scalars.iter().any(|c| *c == k) => {
-                    let name = serde_json::to_string(&*k).unwrap_or_default();
-                    let rec = format!("{{\"Name\":{name},\"Count\":{}}}", v.get());
-                    let built = RawValue::from_string(rec)
-                        .map_err(|e| format!("'{k}' is not a JSON value ({e})"))?;
-                    page.built.push(built);
-                }
-                _ => {}
-            }
+    let not_array = std::cell::RefCell::new(None);
+    let visitor = PageVisitor {
+        envelope,
+        key,
+        multiline,
+        not_array: &not_array,
+    };
+    let mut de = serde_json::Deserializer::from_str(body);
+    let parsed = de
+        .deserialize_map(visitor)
+        .and_then(|page| de.end().map(|()| page));
+    let (page, found) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(not_array
+                .into_inner()
+                .unwrap_or_else(|| format!("the body is not a JSON object ({e})")))
         }
-    }
+    };
     // A stats body with no activity at all is `{"Days": []}`, but an empty envelope that
     // lacks the array is a different answer than the one this stream expects.
     if !found {
@@ -152,11 +354,11 @@ const FAR_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// The oldest value of `field` among `records` and how many records had one: the time span
 /// the first page of a window covers.
-pub fn oldest_cursor(records: &[&RawValue], field: &str) -> Option<(DateTime<Utc>, u64)> {
+pub fn oldest_cursor(records: &[Record], field: &str) -> Option<(DateTime<Utc>, u64)> {
     let mut oldest: Option<DateTime<Utc>> = None;
     let mut rows = 0;
-    for raw in records {
-        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+    for record in records {
+        let Some(obj) = record.object() else {
             continue;
         };
         let t = obj
@@ -179,14 +381,14 @@ const DAYS_OUTSIDE: chrono::TimeDelta = chrono::TimeDelta::hours(27);
 /// Of the `records` with a readable `field`: how many there are, and how many lie within
 /// `slack` of `window`. A page none of whose rows is near its window contradicts its query.
 pub fn rows_near_window(
-    records: &[&RawValue],
+    records: &[Record],
     field: &str,
     window: (DateTime<Utc>, DateTime<Utc>),
     slack: chrono::TimeDelta,
 ) -> (u64, u64) {
     let (mut rows, mut near) = (0, 0);
-    for raw in records {
-        let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+    for record in records {
+        let Some(obj) = record.object() else {
             continue;
         };
         let t = obj
@@ -299,9 +501,9 @@ impl Shaper {
 
     /// Writes every record of `records` that lies in `window` (when the stream has a cursor
     /// field) through `emit`, reusing `buf`.
-    pub fn shape_page<E>(
+    pub fn shape_page<'a, E>(
         &self,
-        records: &[&RawValue],
+        records: &[impl Borrow<Record<'a>>],
         window: Option<(DateTime<Utc>, DateTime<Utc>)>,
         buf: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), E>,
@@ -318,9 +520,9 @@ impl Shaper {
     /// already (the raw JSON of the key is passed; every keyed record is offered, even one
     /// outside the window) is counted and not emitted. Unpivoted streams check each record
     /// they build.
-    pub fn shape_checked<E>(
+    pub fn shape_checked<'a, E>(
         &self,
-        records: &[&RawValue],
+        records: &[impl Borrow<Record<'a>>],
         query: Query,
         buf: &mut Vec<u8>,
         is_new: &mut dyn FnMut(&str) -> bool,
@@ -331,11 +533,12 @@ impl Shaper {
         let count_key: Cow<str> = Cow::Borrowed("Count");
         let extra = query.extra;
         let partition_field = query.partition.map(|p| p.0);
-        for raw in records {
-            let obj: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
-                ShapeError::Malformed(format!("a record is not a JSON object ({e})"))
-            })?;
-            let multiline = has_line_break(raw.get());
+        for record in records {
+            let record = record.borrow();
+            let obj = record
+                .fields()
+                .map_err(|why| ShapeError::Malformed(why.to_string()))?;
+            let multiline = record.multiline;
             let keep: &[&str] = match self.shape {
                 Shape::AsIs => {
                     buf.clear();
@@ -548,10 +751,6 @@ fn mask_value(v: &mut Value, steps: &[String]) {
     } else if let Some(inner) = v.get_mut(step.as_str()) {
         mask_value(inner, rest);
     }
-}
-
-fn has_line_break(raw: &str) -> bool {
-    raw.bytes().any(|b| b == b'\n' || b == b'\r')
 }
 
 /// Copies a raw value. A record line becomes one protocol message line as it is, so the

@@ -24,10 +24,9 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::value::RawValue;
 
 use super::windows::{Window, OFFSET_CAP};
-use crate::record::{normalise_datetime, RawObject};
+use crate::record::{normalise_datetime, RawObject, Record};
 use crate::streams::StreamSpec;
 
 /// Values of the `platform` filter. Postmark documents these four and every event has one
@@ -70,11 +69,11 @@ pub struct Event {
 
 /// Reads the cursor and key of every record of a page (records that are not objects get an
 /// empty key and no time: the shaper reports them).
-pub fn scan(records: &[&RawValue], cursor: &str, key_fields: &[&str]) -> Vec<Event> {
+pub fn scan(records: &[Record], cursor: &str, key_fields: &[&str]) -> Vec<Event> {
     records
         .iter()
-        .map(|raw| {
-            let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+        .map(|record| {
+            let Some(obj) = record.object() else {
                 return Event {
                     time: None,
                     key: String::new(),
@@ -508,7 +507,8 @@ mod tests {
     #[test]
     fn scanning_reads_the_cursor_in_utc_and_a_key_from_every_key_field() {
         let body = r#"[{"MessageID":"m","Recipient":"r@x","ReceivedAt":"2026-10-01T08:00:00.1234567-04:00","OriginalLink":"https://a"},{"MessageID":"n"}]"#;
-        let records: Vec<&RawValue> = serde_json::from_str(body).unwrap();
+        let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(body).unwrap();
+        let records: Vec<Record> = raws.iter().map(|r| Record::parse(r.get())).collect();
         let events = scan(
             &records,
             "ReceivedAt",

@@ -7,12 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 
 use super::{Engine, InFlight, TaskId};
 use crate::error::Error;
 use crate::protocol::Level;
-use crate::record::{parse_page, Page};
+use crate::record::{parse_page, Page, Record};
 use crate::streams::StreamSpec;
 use crate::sync::events::{self as ev, After, Boundary, DateFilter, Fate, FirstPage, NewestFirst};
 use crate::sync::stream::fmt_time;
@@ -433,12 +432,13 @@ impl<W: Write> Engine<'_, '_, W> {
         let (fates, after) = reader.read.page(count, page.total, &events);
         reader.repeated += fates.iter().filter(|f| **f == Fate::Repeated).count() as u64;
         reader.other_platform += fates.iter().filter(|f| **f == Fate::OtherPlatform).count() as u64;
-        let kept: Vec<&RawValue> = page
+        let total = page.total;
+        let kept: Vec<Record> = page
             .records
-            .iter()
+            .into_iter()
             .zip(&fates)
             .filter(|(_, f)| **f == Fate::Emit)
-            .map(|(r, _)| *r)
+            .map(|(r, _)| r)
             .collect();
         let job = InFlight {
             stream,
@@ -453,7 +453,7 @@ impl<W: Write> Engine<'_, '_, W> {
             endpoint: "",
         };
         let kept = Page {
-            total: page.total,
+            total,
             records: kept,
             built: Vec::new(),
             carried: Vec::new(),
@@ -820,18 +820,18 @@ impl<W: Write> Engine<'_, '_, W> {
         let endpoint = per_message_endpoint(self.runs[stream].selected.spec);
         let mut paths = Vec::new();
         for raw in &page.records {
-            let Ok(record) = serde_json::from_str::<crate::record::RawObject>(raw.get()) else {
+            let Some(record) = raw.object() else {
                 continue;
             };
             if let (Some(field), Some(w)) = (cursor, window) {
-                if !super::fanout::in_window(&record, field, w) {
+                if !super::fanout::in_window(record, field, w) {
                     continue;
                 }
             }
-            if !ev::tracked(fallback.kind, &record) {
+            if !ev::tracked(fallback.kind, record) {
                 continue;
             }
-            if let Some(path) = super::fanout::fill_path(endpoint, &record) {
+            if let Some(path) = super::fanout::fill_path(endpoint, record) {
                 paths.push(path);
             }
         }
@@ -878,12 +878,13 @@ impl<W: Write> Engine<'_, '_, W> {
             }
         };
         let events = ev::scan(&page.records, cursor, &keys);
-        let kept: Vec<&RawValue> = page
+        let (total, listed) = (page.total, page.records.len());
+        let kept: Vec<Record> = page
             .records
-            .iter()
+            .into_iter()
             .zip(&events)
             .filter(|(_, e)| fallback.uncovered.wants(e.platform.as_deref(), e))
-            .map(|(r, _)| *r)
+            .map(|(r, _)| r)
             .collect();
         if let Some(cost) = self.date_filters.costs.get_mut(&fallback.root) {
             cost.emitted += kept.len() as u64;
@@ -892,8 +893,7 @@ impl<W: Write> Engine<'_, '_, W> {
         if let Some(d) = &job.detail {
             let (offset, count) = d.page.unwrap_or((0, PAGE_SIZE));
             let next = offset + count;
-            let more = page.total.is_some_and(|t| t > u64::from(next))
-                && page.records.len() as u32 >= count;
+            let more = total.is_some_and(|t| t > u64::from(next)) && listed as u32 >= count;
             if let (true, Some(c)) = (more, next_count(next)) {
                 let detail = super::fanout::Detail {
                     path: d.path.clone(),
@@ -918,7 +918,7 @@ impl<W: Write> Engine<'_, '_, W> {
             }
         }
         let kept = Page {
-            total: page.total,
+            total,
             records: kept,
             built: Vec::new(),
             carried: Vec::new(),

@@ -106,16 +106,16 @@ impl<W: Write> Engine<'_, '_, W> {
         let mut paths = Vec::new();
         let mut unusable = 0u64;
         for raw in page.all() {
-            let Ok(record) = serde_json::from_str::<RawObject>(raw.get()) else {
+            let Some(record) = raw.object() else {
                 unusable += 1;
                 continue;
             };
             if let (Some(field), Some(w)) = (fan.list_cursor, window) {
-                if !in_window(&record, field, w) {
+                if !in_window(record, field, w) {
                     continue;
                 }
             }
-            match fill_path(fan.path, &record) {
+            match fill_path(fan.path, record) {
                 Some(p) => paths.push(p),
                 None => unusable += 1,
             }

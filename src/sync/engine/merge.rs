@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::{Engine, InFlight};
 use crate::error::Error;
-use crate::record::{Page, RawObject};
+use crate::record::{Page, Record};
 use crate::streams::Part;
 
 /// The days read so far for one task, and how many parts are still to come.
@@ -25,10 +25,11 @@ pub struct MergeBuf {
 
 impl MergeBuf {
     /// Folds one part's days in; `Date` is the key, other fields renamed per the part.
-    fn add(&mut self, part: &Part, days: &[&RawValue]) -> Result<(), String> {
-        for raw in days {
-            let obj: RawObject = serde_json::from_str(raw.get())
-                .map_err(|e| format!("a day is not a JSON object ({e})"))?;
+    fn add(&mut self, part: &Part, days: &[Record]) -> Result<(), String> {
+        for day in days {
+            let obj = day
+                .fields()
+                .map_err(|why| format!("a day is not a JSON object ({why})"))?;
             let Some(date) = obj
                 .0
                 .iter()
@@ -93,10 +94,11 @@ impl<W: Write> Engine<'_, '_, W> {
         let Some(buf) = run.merging.remove(&job.task) else {
             return Ok(());
         };
+        let days = buf.records();
         let merged = Page {
             total: None,
             records: Vec::new(),
-            built: buf.records(),
+            built: days.iter().map(|d| Record::parse(d.get())).collect(),
             carried: Vec::new(),
         };
         self.emit_page(job, &merged, at)

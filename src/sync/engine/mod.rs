@@ -35,7 +35,7 @@ use super::{Outcome, ReadPlan};
 use crate::client::Client;
 use crate::error::Error;
 use crate::protocol::{Emitter, Level, StreamStatus};
-use crate::record::{parse_page, RawObject};
+use crate::record::parse_page;
 use crate::streams::{self as stream_table, Paging, Partitioning};
 pub use merge::MergeBuf;
 use pages::KeySet;
@@ -337,7 +337,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         let mut list: Vec<(String, String)> = Vec::new();
         let mut unreadable = 0u64;
         for raw in page.records {
-            let Ok(obj) = serde_json::from_str::<RawObject>(raw.get()) else {
+            let Some(obj) = raw.object() else {
                 unreadable += 1;
                 continue;
             };

@@ -22,7 +22,9 @@ use crate::error::Error;
 use crate::protocol::Level;
 use std::borrow::Cow;
 
-use crate::record::{oldest_cursor, parse_page, rows_near_window, Extra, Page, Query, ShapeError};
+use crate::record::{
+    oldest_cursor, parse_page, rows_near_window, Extra, Page, Query, Record, ShapeError,
+};
 use crate::streams::{Added, Cursor, Partitioning};
 use crate::sync::stream::fmt_time;
 use crate::sync::windows::{self, page_offsets, Sample, OFFSET_CAP, PAGE_SIZE};
@@ -226,7 +228,7 @@ impl<W: Write> Engine<'_, '_, W> {
     fn ignores_date_filter(
         &mut self,
         job: &InFlight,
-        records: &[&serde_json::value::RawValue],
+        records: &[Record],
         total: u64,
     ) -> Result<bool, Error> {
         let spec = self.runs[job.stream].selected.spec;
