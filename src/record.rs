@@ -10,7 +10,7 @@
 use std::borrow::{Borrow, Cow};
 use std::fmt;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -127,13 +127,15 @@ impl<'a> Page<'a> {
     }
 }
 
-/// Whether `text` holds a CR or LF byte. Chunked without an early exit inside a chunk, so
-/// the compiler vectorises it: a page is checked at memory speed.
+/// Whether `text` holds a CR or LF byte. Fixed-size chunks without an early exit inside
+/// one, so the compiler vectorises it: a page is checked at close to memory speed.
 fn has_line_break(text: &str) -> bool {
-    text.as_bytes().chunks(64).any(|c| {
-        c.iter()
-            .fold(false, |a, &b| a | (b == b'\n') | (b == b'\r'))
-    })
+    let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
+    let mut chunks = text.as_bytes().chunks_exact(32);
+    chunks
+        .by_ref()
+        .any(|c| c.iter().fold(false, |a, b| a | is_break(b)))
+        || chunks.remainder().iter().any(is_break)
 }
 
 /// Reads one array element as a record: a JSON object's fields, or (for anything else) why
@@ -533,6 +535,7 @@ impl Shaper {
         let count_key: Cow<str> = Cow::Borrowed("Count");
         let extra = query.extra;
         let partition_field = query.partition.map(|p| p.0);
+        let names = self.special_names();
         for record in records {
             let record = record.borrow();
             let obj = record
@@ -542,12 +545,9 @@ impl Shaper {
             let keep: &[&str] = match self.shape {
                 Shape::AsIs => {
                     buf.clear();
-                    let fields = extra
-                        .iter()
-                        .map(|(k, v)| (k, *v))
-                        .chain(obj.0.iter().map(|(k, v)| (k, v.get())));
+                    let own = obj.0.iter().map(|(k, v)| (k, v.get()));
                     let found =
-                        self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                        self.write_record(extra, own, partition_field, &names, multiline, buf);
                     self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
                     continue;
                 }
@@ -556,17 +556,13 @@ impl Shaper {
             for (name, value) in obj.0.iter().filter(|(k, _)| !keep.contains(&k.as_ref())) {
                 buf.clear();
                 let name_json = serde_json::to_string(name.as_ref()).unwrap_or_default();
-                let fields = extra
+                let own = obj
+                    .0
                     .iter()
-                    .map(|(k, v)| (k, *v))
-                    .chain(
-                        obj.0
-                            .iter()
-                            .filter(|(k, _)| keep.contains(&k.as_ref()))
-                            .map(|(k, v)| (k, v.get())),
-                    )
+                    .filter(|(k, _)| keep.contains(&k.as_ref()))
+                    .map(|(k, v)| (k, v.get()))
                     .chain([(&name_key, name_json.as_str()), (&count_key, value.get())]);
-                let found = self.write_record(fields, extra.len(), partition_field, multiline, buf);
+                let found = self.write_record(extra, own, partition_field, &names, multiline, buf);
                 self.check_and_emit(found, &query, buf, is_new, emit, &mut tally)?;
             }
         }
@@ -625,80 +621,139 @@ impl Shaper {
         Ok(())
     }
 
-    /// Serializes one record into `buf`; returns the fields its checks need. The first
-    /// `n_extra` fields are added ones: later fields of the same name are left out (but the
-    /// record's own `partition_field` is still what the partition check reads).
-    /// `multiline`: the record's text holds line breaks, which values must not carry over.
+    /// Every field name this shaper treats apart from the others (key, deselected,
+    /// date-time, masked).
+    fn special_names(&self) -> NameFilter {
+        let mut names = NameFilter::default();
+        let masked = self.masked.iter().filter_map(|p| p.first());
+        for name in self
+            .key
+            .iter()
+            .chain(&self.excluded)
+            .chain(&self.datetime_fields)
+            .chain(masked)
+        {
+            names.add(name);
+        }
+        names
+    }
+
+    /// Serializes one record into `buf`: the `extra` fields first, then its `own` fields
+    /// (those named like an extra one are left out, but the record's own `partition_field`
+    /// is still what the partition check reads). Returns the fields its checks need.
+    /// `names`: [`Shaper::special_names`]. `multiline`: the record's text may hold line
+    /// breaks, which values must not carry over.
     fn write_record<'f>(
         &self,
-        fields: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
-        n_extra: usize,
+        extra: &'f [Extra<'f>],
+        own: impl Iterator<Item = (&'f Cow<'f, str>, &'f str)>,
         partition_field: Option<&str>,
+        names: &NameFilter,
         multiline: bool,
         buf: &mut Vec<u8>,
     ) -> Fields<'f> {
         let mut found = Fields::default();
-        let mut key_values: Vec<Option<&'f str>> = vec![None; self.key.len()];
-        let mut written: Vec<&str> = Vec::new();
+        // The key's values, on the stack for keys of up to eight fields (all of the table's).
+        let mut stack = [None; 8];
+        let mut heap;
+        let key_values: &mut [Option<&'f str>] = match stack.get_mut(..self.key.len()) {
+            Some(values) => values,
+            None => {
+                heap = vec![None; self.key.len()];
+                &mut heap
+            }
+        };
         buf.push(b'{');
         let mut first = true;
-        for (i, (key, value)) in fields.enumerate() {
-            let own = i >= n_extra;
-            if own && partition_field == Some(key.as_ref()) {
+        for (key, value) in extra {
+            let multiline = multiline || has_line_break(value);
+            let field = (key, *value);
+            self.write_field(
+                field, names, multiline, key_values, &mut found, &mut first, buf,
+            );
+        }
+        for (key, value) in own {
+            if partition_field == Some(key.as_ref()) {
                 found.partition = Some(value);
             }
-            if n_extra > 0 {
-                if !own {
-                    written.push(key.as_ref());
-                } else if written.contains(&key.as_ref()) {
-                    continue;
-                }
-            }
-            if value != "null" {
-                if let Some(k) = self.key.iter().position(|k| k == key) {
-                    key_values[k] = Some(value);
-                }
-            }
-            if !self.excluded.is_empty() && self.excluded.iter().any(|e| e == key) {
+            if !extra.is_empty() && extra.iter().any(|(k, _)| k == key) {
                 continue;
             }
-            if !first {
-                buf.push(b',');
-            }
-            first = false;
-            write_key(key, buf);
-            buf.push(b':');
-            if !self.masked.is_empty() {
-                if let Some(masked) = self.mask(key, value) {
-                    buf.extend_from_slice(masked.as_bytes());
-                    continue;
-                }
-            }
-            let multiline = multiline || (!own && has_line_break(value));
-            if self.datetime_fields.iter().any(|f| f == key) {
-                match normalise_datetime(value) {
-                    Some(t) => {
-                        if self.cursor_field.as_deref() == Some(key) {
-                            found.cursor = Some(t);
-                        }
-                        write_utc(t, buf);
-                    }
-                    None => copy_value(value, multiline, buf),
-                }
-            } else {
-                copy_value(value, multiline, buf);
-            }
+            let field = (key, value);
+            self.write_field(
+                field, names, multiline, key_values, &mut found, &mut first, buf,
+            );
         }
         buf.push(b'}');
-        found.key = match key_values.as_slice() {
+        found.key = match &*key_values {
             [Some(one)] => Some(Cow::Borrowed(*one)),
             many if !many.is_empty() && many.iter().all(Option::is_some) => {
-                let parts: Vec<&str> = many.iter().flatten().copied().collect();
-                Some(Cow::Owned(format!("[{}]", parts.join(","))))
+                let len = many.iter().flatten().map(|v| v.len() + 1).sum::<usize>() + 1;
+                let mut joined = String::with_capacity(len);
+                for (i, v) in many.iter().flatten().enumerate() {
+                    joined.push(if i == 0 { '[' } else { ',' });
+                    joined.push_str(v);
+                }
+                joined.push(']');
+                Some(Cow::Owned(joined))
             }
             _ => None,
         };
         found
+    }
+
+    /// Writes one field of a record (see [`Shaper::write_record`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn write_field<'f>(
+        &self,
+        (key, value): (&Cow<str>, &'f str),
+        names: &NameFilter,
+        multiline: bool,
+        key_values: &mut [Option<&'f str>],
+        found: &mut Fields<'f>,
+        first: &mut bool,
+        buf: &mut Vec<u8>,
+    ) {
+        // Most fields are none of the shaper's concern: one look in the filter says so.
+        let special = names.may_hold(key);
+        if special && value != "null" {
+            if let Some(k) = self.key.iter().position(|k| k == key) {
+                key_values[k] = Some(value);
+            }
+        }
+        if special && self.excluded.iter().any(|e| e == key) {
+            return;
+        }
+        if !*first {
+            buf.push(b',');
+        }
+        *first = false;
+        write_key(key, buf);
+        buf.push(b':');
+        if !special {
+            copy_value(value, multiline, buf);
+            return;
+        }
+        if !self.masked.is_empty() {
+            if let Some(masked) = self.mask(key, value) {
+                buf.extend_from_slice(masked.as_bytes());
+                return;
+            }
+        }
+        if self.datetime_fields.iter().any(|f| f == key) {
+            match normalise_datetime(value) {
+                Some(t) => {
+                    if self.cursor_field.as_deref() == Some(key.as_ref()) {
+                        found.cursor = Some(t);
+                    }
+                    write_utc(t, buf);
+                }
+                None => copy_value(value, multiline, buf),
+            }
+        } else {
+            copy_value(value, multiline, buf);
+        }
     }
 
     /// The value of top-level field `key` with its masked parts replaced, if it has any.
@@ -718,6 +773,31 @@ impl Shaper {
             mask_value(&mut v, p);
         }
         Some(v.to_string())
+    }
+}
+
+/// A set of field names that may answer "maybe" for a name not in it, never "no" for one
+/// in it: 256 bits indexed by a name's length and first and last bytes.
+#[derive(Default)]
+struct NameFilter([u64; 4]);
+
+impl NameFilter {
+    fn slot(name: &str) -> usize {
+        let b = name.as_bytes();
+        let (first, last) = (b.first().copied(), b.last().copied());
+        let mix =
+            b.len() * 7 + usize::from(first.unwrap_or(0)) + 3 * usize::from(last.unwrap_or(0));
+        mix & 255
+    }
+
+    fn add(&mut self, name: &str) {
+        let i = Self::slot(name);
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn may_hold(&self, name: &str) -> bool {
+        let i = Self::slot(name);
+        self.0[i / 64] & (1 << (i % 64)) != 0
     }
 }
 
@@ -804,15 +884,50 @@ pub fn normalise_datetime(raw: &str) -> Option<DateTime<Utc>> {
 }
 
 /// `"2025-03-11T18:02:37.512483Z"`: UTC, `Z`, six digits (or none when whole seconds).
+/// Written digit by digit (it runs for every date-time of every record); the same text as
+/// chrono's `to_rfc3339_opts(Secs or Micros, true)`, which a test checks.
 fn write_utc(t: DateTime<Utc>, buf: &mut Vec<u8>) {
-    let format = if t.timestamp_subsec_micros() == 0 {
-        SecondsFormat::Secs
-    } else {
-        SecondsFormat::Micros
+    let micros = t.timestamp_subsec_micros() != 0;
+    let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
+        // Never: `normalise_datetime` keeps four-digit years only. Chrono's text then.
+        let format = if micros {
+            SecondsFormat::Micros
+        } else {
+            SecondsFormat::Secs
+        };
+        buf.push(b'"');
+        buf.extend_from_slice(t.to_rfc3339_opts(format, true).as_bytes());
+        buf.push(b'"');
+        return;
+    };
+    // A leap second is kept as second 59 with a fraction of a second or more.
+    let (mut second, mut nano) = (t.second(), t.nanosecond());
+    if nano >= 1_000_000_000 {
+        second += 1;
+        nano -= 1_000_000_000;
+    }
+    let digits = |buf: &mut Vec<u8>, v: u32, n: u32| {
+        for i in (0..n).rev() {
+            buf.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
+        }
     };
     buf.push(b'"');
-    buf.extend_from_slice(t.to_rfc3339_opts(format, true).as_bytes());
-    buf.push(b'"');
+    digits(buf, year, 4);
+    buf.push(b'-');
+    digits(buf, t.month(), 2);
+    buf.push(b'-');
+    digits(buf, t.day(), 2);
+    buf.push(b'T');
+    digits(buf, t.hour(), 2);
+    buf.push(b':');
+    digits(buf, t.minute(), 2);
+    buf.push(b':');
+    digits(buf, second, 2);
+    if micros {
+        buf.push(b'.');
+        digits(buf, nano / 1000, 6);
+    }
+    buf.extend_from_slice(b"Z\"");
 }
 
 #[cfg(test)]
@@ -983,6 +1098,63 @@ mod tests {
         let (out, _) = shape(body, &shaper, None);
         assert_eq!(out[0]["ReceivedAt"], "0000-01-01T00:00:00+01:00");
         assert_eq!(out[1]["ReceivedAt"], "9999-12-31T23:59:59-05:00");
+    }
+
+    #[test]
+    fn utc_text_is_chronos_to_the_byte_including_leap_seconds() {
+        let mut times: Vec<DateTime<Utc>> = [
+            "2025-03-11T14:02:37.5124831-04:00",
+            "2022-11-01T12:48:26-04:00",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.9999999Z",
+            "2026-01-01T00:00:00.0000009Z",
+            "2026-01-01T00:00:00.000001Z",
+            "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z",
+            "2016-12-31T23:59:60.0000004Z",
+        ]
+        .iter()
+        .map(|s| normalise_datetime(&format!("\"{s}\"")).unwrap())
+        .collect();
+        // Instants spread over the four-digit years, with every kind of fraction.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 315_537_897_600) as i64 - 62_167_219_200;
+            let nanos = match x % 4 {
+                0 => 0,
+                1 => (x >> 20) as u32 % 1_000 * 1_000,
+                _ => (x >> 20) as u32 % 1_000_000_000,
+            };
+            times.push(DateTime::from_timestamp(secs, nanos).unwrap());
+        }
+        for t in times {
+            let format = if t.timestamp_subsec_micros() == 0 {
+                SecondsFormat::Secs
+            } else {
+                SecondsFormat::Micros
+            };
+            let want = format!("\"{}\"", t.to_rfc3339_opts(format, true));
+            let mut got = Vec::new();
+            write_utc(t, &mut got);
+            assert_eq!(String::from_utf8(got).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn line_breaks_are_found_wherever_they_are() {
+        for len in [0, 1, 31, 32, 33, 64, 100] {
+            assert!(!has_line_break(&"a".repeat(len)));
+            for at in 0..len {
+                for brk in ["\n", "\r"] {
+                    let mut text = "a".repeat(len);
+                    text.replace_range(at..=at, brk);
+                    assert!(has_line_break(&text), "{len} {at}");
+                }
+            }
+        }
     }
 
     #[test]
