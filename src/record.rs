@@ -130,12 +130,12 @@ impl<'a> Page<'a> {
 /// Whether `text` holds a CR or LF byte. Fixed-size chunks without an early exit inside
 /// one, so the compiler vectorises it: a page is checked at close to memory speed.
 fn has_line_break(text: &str) -> bool {
-    let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
+    let is_break = |b: &u8| u8::from(*b == b'\n') | u8::from(*b == b'\r');
     let mut chunks = text.as_bytes().chunks_exact(32);
     chunks
         .by_ref()
-        .any(|c| c.iter().fold(false, |a, b| a | is_break(b)))
-        || chunks.remainder().iter().any(is_break)
+        .any(|c| c.iter().fold(0, |a, b| a | is_break(b)) != 0)
+        || chunks.remainder().iter().any(|b| is_break(b) != 0)
 }
 
 /// Reads one array element as a record: a JSON object's fields, or (for anything else) why

@@ -69,7 +69,12 @@ pub fn check(data: &[u8]) {
                 "TotalCount differs"
             );
             // The single scan splits exactly the objects into fields, record by record.
-            for (i, (got, want)) in page.records.iter().zip(records.into_iter().flatten()).enumerate() {
+            for (i, (got, want)) in page
+                .records
+                .iter()
+                .zip(records.into_iter().flatten())
+                .enumerate()
+            {
                 assert_eq!(
                     got.object().is_some(),
                     want.is_object(),
@@ -79,7 +84,10 @@ pub fn check(data: &[u8]) {
                     let keys: std::collections::HashSet<&str> =
                         o.0.iter().map(|(k, _)| k.as_ref()).collect();
                     assert_eq!(keys.len(), w.len(), "record {i}: distinct keys differ");
-                    assert!(w.keys().all(|k| keys.contains(k.as_str())), "record {i}: keys differ");
+                    assert!(
+                        w.keys().all(|k| keys.contains(k.as_str())),
+                        "record {i}: keys differ"
+                    );
                 }
             }
         }
