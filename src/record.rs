@@ -1158,6 +1158,85 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_is_no_object_keeps_its_place_and_stops_the_shaper_there() {
+        let body = r#"{"Messages":[{"MessageID":"a"},[1,{"x":2}],{"MessageID":"b"}]}"#;
+        let page = parse_page(body, Envelope::List("Messages")).unwrap();
+        let objects: Vec<bool> = page.records.iter().map(|r| r.object().is_some()).collect();
+        assert_eq!(objects, vec![true, false, true]);
+        let mut ids = Vec::new();
+        let result = Shaper::new(vec![], None, vec![]).shape_page::<()>(
+            &page.records,
+            None,
+            &mut Vec::new(),
+            &mut |line| {
+                let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+                ids.push(v["MessageID"].clone());
+                Ok(())
+            },
+        );
+        match result {
+            Err(ShapeError::Malformed(why)) => assert!(why.contains("not a JSON object"), "{why}"),
+            _ => panic!("the shaper went past a record that is not an object"),
+        }
+        assert_eq!(ids, vec!["a"]);
+    }
+
+    #[test]
+    fn pages_a_full_parser_rejects_for_a_key_or_a_number_are_rejected_whole() {
+        for body in [
+            r#"{"Messages":[{"MessageID":"a"},{"Bad\ud800":1}]}"#,
+            r#"{"Messages":[{"MessageID":"a"},1e400]}"#,
+        ] {
+            assert!(serde_json::from_str::<serde_json::Value>(body).is_err());
+            let err = parse_page(body, Envelope::List("Messages")).err().unwrap();
+            assert!(err.starts_with("the body is not a JSON object"), "{err}");
+        }
+        let err = parse_page(r#"{"Messages":{"a":1}}"#, Envelope::List("Messages")).err();
+        assert!(err.unwrap().starts_with("'Messages' is not an array"));
+    }
+
+    #[test]
+    fn scalars_and_carried_fields_of_the_envelope_come_along() {
+        let body = r#"{"InactiveMails":87,"Bounces":[{"Name":"All","Count":200}]}"#;
+        let envelope = Envelope::ListAndScalars {
+            key: "Bounces",
+            scalars: &["InactiveMails"],
+        };
+        let page = parse_page(body, envelope).unwrap();
+        let names: Vec<String> = page
+            .all()
+            .iter()
+            .map(|r| {
+                let obj = r.object().unwrap();
+                let fields: Vec<String> = obj
+                    .0
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.get()))
+                    .collect();
+                fields.join(",")
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec!["Name=\"All\",Count=200", "Name=\"InactiveMails\",Count=87"]
+        );
+
+        let body = r#"{"MessageID":"m","MessageEvents":[{"Type":"Delivered"}],"Other":1}"#;
+        let envelope = Envelope::Nested {
+            key: "MessageEvents",
+            carry: &["MessageID"],
+        };
+        let page = parse_page(body, envelope).unwrap();
+        assert_eq!(page.records.len(), 1);
+        let carried: Vec<(&str, &str)> = page
+            .carried
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.get()))
+            .collect();
+        assert_eq!(carried, vec![("MessageID", "\"m\"")]);
+    }
+
+    #[test]
     fn a_missing_records_array_is_reported() {
         assert!(parse_page(r#"{"TotalCount":1}"#, Envelope::List("Bounces"))
             .err()
