@@ -18,9 +18,23 @@ use serde_json::Value;
 
 use crate::streams::{Envelope, Shape, MASK};
 
+mod scan;
+
 /// A JSON object as borrowed (key, raw value) pairs, in input order.
 #[derive(Debug)]
-pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, Raw<'a>)>);
+
+/// The text of one JSON value, borrowed from the body, as serde_json's `&RawValue` (which
+/// only serde can make): what the page scan checked as one whole JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The value's JSON text.
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+}
 
 struct Key<'a>(Cow<'a, str>);
 
@@ -63,7 +77,7 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 fn raw_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawObject<'de>, A::Error> {
     let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(20));
     while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-        fields.push((k.0, v));
+        fields.push((k.0, Raw(v.get())));
     }
     Ok(RawObject(fields))
 }
@@ -285,8 +299,8 @@ impl<'de> Visitor<'de> for PageVisitor<'_> {
                     }
                     Envelope::ListAndScalars { scalars, .. } if scalars.iter().any(|c| *c == k) => {
                         let fields = vec![
-                            (Cow::Borrowed("Name"), raw_key),
-                            (Cow::Borrowed("Count"), v),
+                            (Cow::Borrowed("Name"), Raw(raw_key.get())),
+                            (Cow::Borrowed("Count"), Raw(v.get())),
                         ];
                         page.built.push(Record {
                             fields: Ok(RawObject(fields)),
@@ -302,8 +316,20 @@ impl<'de> Visitor<'de> for PageVisitor<'_> {
 }
 
 /// Reads a response body as `envelope` describes it, in one scan: each record is split into
-/// its fields as the body is read.
+/// its fields as the body is read. The common `{"TotalCount", "<key>": [...]}` page is read
+/// by a byte scanner ([`scan`]) when it is in the subset that scanner checks, else by serde.
 pub fn parse_page<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, String> {
+    if let Envelope::List(key) = envelope {
+        if let Some(page) = scan::list_page(body, key, has_line_break(body)) {
+            return Ok(page);
+        }
+    }
+    parse_page_with_serde(body, envelope)
+}
+
+/// [`parse_page`] without its fast path: what the fast path must agree with (tests, fuzz).
+#[doc(hidden)]
+pub fn parse_page_with_serde<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, String> {
     let multiline = has_line_break(body);
     let key = match envelope {
         Envelope::Object => {
@@ -347,6 +373,52 @@ pub fn parse_page<'a>(body: &'a str, envelope: Envelope) -> Result<Page<'a>, Str
         return Err(format!("the body has no '{key}' array"));
     }
     Ok(page)
+}
+
+/// Why two readings of one page differ (`None`: they agree on every total, record, key
+/// (and whether it was decoded), raw value and field the envelope adds). For tests and fuzz.
+#[doc(hidden)]
+pub fn page_difference(a: &Page, b: &Page) -> Option<String> {
+    fn records(a: &[Record], b: &[Record]) -> Option<String> {
+        if a.len() != b.len() {
+            return Some(format!("{} records against {}", a.len(), b.len()));
+        }
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            if x.multiline != y.multiline {
+                return Some(format!("record {i}: line breaks differ"));
+            }
+            let fields = |r: &Record| -> Result<Vec<(String, bool, String)>, String> {
+                r.fields()
+                    .map(|o| {
+                        o.0.iter()
+                            .map(|(k, v)| {
+                                let decoded = matches!(k, Cow::Owned(_));
+                                (k.to_string(), decoded, v.get().to_string())
+                            })
+                            .collect()
+                    })
+                    .map_err(str::to_string)
+            };
+            let (fx, fy) = (fields(x), fields(y));
+            if fx != fy {
+                return Some(format!("record {i}: {fx:?} against {fy:?}"));
+            }
+        }
+        None
+    }
+    if a.total != b.total {
+        return Some(format!("TotalCount {:?} against {:?}", a.total, b.total));
+    }
+    let carried = |p: &Page| -> Vec<(String, String)> {
+        p.carried
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.get().to_string()))
+            .collect()
+    };
+    if carried(a) != carried(b) {
+        return Some("carried fields differ".into());
+    }
+    records(&a.records, &b.records).or_else(|| records(&a.built, &b.built))
 }
 
 /// Queries ask for whole seconds and never name an ambiguous wall time, so a correct answer
@@ -1234,6 +1306,98 @@ mod tests {
             .map(|(k, v)| (k.as_ref(), v.get()))
             .collect();
         assert_eq!(carried, vec![("MessageID", "\"m\"")]);
+    }
+
+    /// The fast path answers exactly as serde does, or not at all.
+    fn fast_path(body: &str) -> bool {
+        let envelope = Envelope::List("Messages");
+        let fast = scan::list_page(body, "Messages", has_line_break(body));
+        let slow = parse_page_with_serde(body, envelope);
+        match (&fast, &slow) {
+            (Some(f), Ok(s)) => {
+                assert_eq!(page_difference(f, s), None, "{body}");
+            }
+            (Some(_), Err(e)) => panic!("the fast path read what serde rejects ({e}): {body}"),
+            (None, _) => {}
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn the_fast_path_reads_common_pages_exactly_as_serde_does() {
+        for body in [
+            r#"{"TotalCount":2,"Messages":[{"MessageID":"a","To":[{"Email":"x@y","Name":""}],"ReceivedAt":"2026-11-20T00:46:25.1448736-05:00","Metadata":{"k":"v"},"Sandboxed":false,"N":null,"F":-1.5e+3,"Z":0,"E":1E2,"D":0.25}]}"#,
+            r#"{"Messages":[],"TotalCount":0}"#,
+            r#"{"TotalCount":1.5,"Messages":[{}]}"#,
+            r#"{"TotalCount":-1,"Messages":[{"a":"é ✓ \" \\ \/ \b\f\n\r\t \u00e9\uD800 long string of more than eight bytes"}]}"#,
+            " \r\n{ \"Messages\" : [ { \"a\" : [ 1 , { } , [ ] , \"x\" ] } , {\"b\":{\"c\":{\"d\":[true,false,null]}}} ] , \"Other\" : {\"TotalCount\":3} } \n",
+            r#"{"Extra":"Messages","Messages":[{"":""}]}"#,
+            r#"{"Messages":[{"a":1,"a":2}]}"#,
+        ] {
+            assert!(fast_path(body), "the fast path declined {body}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_leaves_anything_unusual_to_serde() {
+        for body in [
+            "",
+            "{}",
+            "[]",
+            r#"{"Messages":[1]}"#,
+            r#"{"Messages":[{"a":1},"x"]}"#,
+            r#"{"Messages":{"a":1}}"#,
+            r#"{"Messages":[{"k\u0041":1}]}"#,
+            r#"{"M\u0065ssages":[{"a":1}]}"#,
+            r#"{"Messages":[{"a":1}],"Messages":[]}"#,
+            r#"{"TotalCount":1,"TotalCount":2,"Messages":[]}"#,
+            r#"{"Messages":[{"a":01}]}"#,
+            r#"{"Messages":[{"a":1.}]}"#,
+            r#"{"Messages":[{"a":1e}]}"#,
+            r#"{"Messages":[{"a":-}]}"#,
+            r#"{"Messages":[{"a":.5}]}"#,
+            r#"{"Messages":[{"a":+1}]}"#,
+            r#"{"Messages":[{"a":tru}]}"#,
+            r#"{"Messages":[{"a":nul}]}"#,
+            r#"{"Messages":[{"a":"\x"}]}"#,
+            r#"{"Messages":[{"a":"\u12G4"}]}"#,
+            r#"{"Messages":[{"a":"\u12"}]}"#,
+            "{\"Messages\":[{\"a\":\"tab\there\"}]}",
+            r#"{"Messages":[{"a":1,}]}"#,
+            r#"{"Messages":[{"a":1},]}"#,
+            r#"{"Messages":[{"a":[1,]}]}"#,
+            r#"{"Messages":[{"a":{"b":1,}}]}"#,
+            r#"{"Messages":[{"a":{"b"}}]}"#,
+            r#"{"Messages":[{"a":{1:2}}]}"#,
+            r#"{"Messages":[{"a":1}]} x"#,
+            r#"{"Messages":[{"a":1}]"#,
+            r#"{"Messages":[{"a":"unterminated}]}"#,
+            r#"{"Messages":[{"a":1} {"b":2}]}"#,
+            r#"{"Messages":[{"a":1e400}]}"#,
+            "\u{feff}{\"Messages\":[]}",
+            &format!(
+                r#"{{"Messages":[{{"a":{}1{}}}]}}"#,
+                "[".repeat(70),
+                "]".repeat(70)
+            ),
+        ] {
+            let _ = fast_path(body);
+        }
+        // Declined, not misread: these are the ones the subset leaves out.
+        for body in [
+            r#"{"Messages":[{"k\u0041":1}]}"#,
+            r#"{"Messages":[1]}"#,
+            r#"{"Messages":[{"a":01}]}"#,
+            &format!(
+                r#"{{"Messages":[{{"a":{}1{}}}]}}"#,
+                "[".repeat(70),
+                "]".repeat(70)
+            ),
+        ] {
+            assert!(!fast_path(body), "{body}");
+        }
+        // 1e400 is a valid JSON number that only `Value` cannot hold: both paths keep it raw.
+        assert!(fast_path(r#"{"Messages":[{"a":1e400}]}"#));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! body (invalid UTF-8 is replaced, as no body reaches the parser otherwise).
 //!
 //! Properties:
+//! - the fast path of `parse_page` (a byte scanner) reads the page exactly as its serde path
+//!   does (records, keys, raw values, `TotalCount`), or leaves it to serde;
 //! - parsing agrees with a full JSON parser (serde_json `Value`): a JSON object whose records
 //!   key is an array parses with that many records and its `TotalCount`; an object without
 //!   the array, or anything else a full parser reads, is an error;
@@ -38,6 +40,20 @@ pub fn check(data: &[u8]) {
     };
 
     let parsed = parse_page(&body, spec.envelope);
+    // The byte scanner's fast path reads a page exactly as serde does, or leaves it to serde.
+    let slow = record::parse_page_with_serde(&body, spec.envelope);
+    match (&parsed, &slow) {
+        (Ok(fast), Ok(slow)) => {
+            let diff = record::page_difference(fast, slow);
+            assert!(
+                diff.is_none(),
+                "the fast path read the page otherwise: {diff:?}"
+            );
+        }
+        (Ok(_), Err(e)) => panic!("the fast path accepted a page serde rejects: {e}"),
+        (Err(e), Ok(_)) => panic!("parse_page rejected a page serde accepts: {e}"),
+        (Err(a), Err(b)) => assert_eq!(a, b, "the errors differ"),
+    }
     // A body with a repeated top-level key is ambiguous JSON (RFC 8259: names SHOULD be
     // unique; parsers differ on which one wins): no oracle to compare with, only the other
     // properties below apply. (A CI run once hit `{"Messages": 3, "Messages": [...]}`.)
