@@ -316,6 +316,7 @@ fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static
         status,
         retry_after: num(req, "retry_after")?,
         delay_ms: num(req, "delay_ms")?.unwrap_or(0),
+        error_code: num(req, "error_code")?,
     };
     let pending = app.ctl.queue_faults(&route, fault, count);
     Ok(reply(

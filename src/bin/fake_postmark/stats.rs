@@ -16,11 +16,14 @@ use crate::http::{Head, Request};
 const MAX_LOG: usize = 200_000;
 
 /// A scripted or periodic fault. Status 0 drops the connection without an answer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Fault {
     pub status: u16,
     pub retry_after: Option<u64>,
     pub delay_ms: u64,
+    /// The `ErrorCode` of the JSON body instead of the one derived from the status (e.g.
+    /// 422 with 701: the message is gone).
+    pub error_code: Option<u32>,
 }
 
 #[derive(Default)]
@@ -116,14 +119,13 @@ impl Control {
             if p.drop_every > 0 && n.is_multiple_of(p.drop_every) {
                 Some(Fault {
                     status: 0,
-                    retry_after: None,
-                    delay_ms: 0,
+                    ..Fault::default()
                 })
             } else if p.fail_every > 0 && n.is_multiple_of(p.fail_every) {
                 Some(Fault {
                     status: p.fail_status,
                     retry_after: p.retry_after,
-                    delay_ms: 0,
+                    ..Fault::default()
                 })
             } else {
                 None
@@ -195,11 +197,13 @@ pub fn fault_reply(f: &Fault, out: &mut Vec<u8>) -> Head {
         out.extend_from_slice(b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n");
         Head::new(502, "text/html")
     } else {
-        let (code, msg) = match f.status {
-            429 => (429, "Rate limit exceeded. Please retry later."),
-            503 => (100, "Maintenance"),
-            s if s >= 500 => (u32::from(s), "Internal server error."),
-            s => (u32::from(s), "Injected fault."),
+        let (code, msg) = match (f.status, f.error_code) {
+            (_, Some(701)) => (701, "This message was not found."),
+            (_, Some(c)) => (c, "Injected fault."),
+            (429, None) => (429, "Rate limit exceeded. Please retry later."),
+            (503, None) => (100, "Maintenance"),
+            (s, None) if s >= 500 => (u32::from(s), "Internal server error."),
+            (s, None) => (u32::from(s), "Injected fault."),
         };
         crate::api::error(out, f.status, code, msg)
     };
@@ -227,8 +231,7 @@ mod tests {
             "/bounces".into(),
             VecDeque::from([Fault {
                 status: 503,
-                retry_after: None,
-                delay_ms: 0,
+                ..Fault::default()
             }]),
         );
         assert_eq!(c.take_fault("/bounces", 1, &p).map(|f| f.status), Some(503));
@@ -246,8 +249,7 @@ mod tests {
         let h = fault_reply(
             &Fault {
                 status: 502,
-                retry_after: None,
-                delay_ms: 0,
+                ..Fault::default()
             },
             &mut out,
         );
@@ -257,12 +259,24 @@ mod tests {
             &Fault {
                 status: 429,
                 retry_after: Some(1),
-                delay_ms: 0,
+                ..Fault::default()
             },
             &mut out,
         );
         assert_eq!(h.ctype, JSON);
         assert_eq!(h.extra, vec![("Retry-After", "1".to_string())]);
         assert!(serde_json::from_slice::<Value>(&out).is_ok());
+        let mut out = Vec::new();
+        let h = fault_reply(
+            &Fault {
+                status: 422,
+                error_code: Some(701),
+                ..Fault::default()
+            },
+            &mut out,
+        );
+        assert_eq!(h.status, 422);
+        let body: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(body["ErrorCode"], 701);
     }
 }
