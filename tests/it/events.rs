@@ -561,3 +561,85 @@ fn a_message_gone_during_the_per_message_fallback_is_skipped_counted_and_warned_
     );
     assert_eq!(fake.stats()["cap_violations"], 0);
 }
+
+#[test]
+fn a_message_with_more_events_than_one_query_reaches_is_read_to_the_cap_and_the_rest_is_warned() {
+    // 10,600 opens on one message: its per-message endpoint reaches the newest 10,000.
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events-one-platform",
+        "--events-date-filter",
+        "ignored",
+        "--hot-message-events",
+        "10600",
+    ]);
+    let hot = hot_message(&fake);
+    let s = Scratch::new("events-fallback-hot-cap");
+    let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let logs = run.logs();
+    let mine = events_of_message(&fake, "opens", &hot);
+    assert!(mine.len() > 10_000, "{}", mine.len());
+    // Lost: its opens past the newest 10,000 that only the fallback would have read.
+    let (_, to) = fallback_range(&logs, "opens", "Mobile");
+    let lost: std::collections::HashSet<String> = mine[10_000..]
+        .iter()
+        .filter(|r| r["Platform"] == "Mobile" && received_at(r) < to)
+        .map(|r| event_key("opens", r))
+        .collect();
+    assert!(lost.len() > 50, "{} opens are out of reach", lost.len());
+    let expected: Vec<String> = fake
+        .truth("opens", Some(default_range()))
+        .into_iter()
+        .filter(|k| !lost.contains(k))
+        .collect();
+    assert_exactly("opens", &event_keys(&run, "opens"), &expected);
+    let clicks = fake.truth("clicks", Some(default_range()));
+    assert_exactly("clicks", &event_keys(&run, "clicks"), &clicks);
+    // Paged to the cap, never past it.
+    let path = format!("/messages/outbound/opens/{hot}");
+    let mut offsets: Vec<u64> = requests_to(&fake, &path)
+        .iter()
+        .map(|r| {
+            r["query"]["offset"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..10_000).step_by(500).collect::<Vec<u64>>());
+    assert_eq!(fake.stats()["cap_violations"], 0);
+    // What it could not reach is warned, with the count, naming the message.
+    let beyond = mine.len() - 10_000;
+    let warnings: Vec<String> = run
+        .of_type("LOG")
+        .iter()
+        .filter(|m| m["log"]["level"] == "WARN")
+        .map(|m| m["log"]["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        warnings.iter().any(|l| l.starts_with("opens: ")
+            && l.to_ascii_lowercase().contains(&path.to_ascii_lowercase())
+            && l.contains(&format!("{beyond} oldest events are unreachable"))),
+        "the events past the cap are warned: {warnings:#?}"
+    );
+    // With fail_on_unreachable_rows, opens fails on them and names the count.
+    let s = Scratch::new("events-fallback-hot-cap-fail");
+    let strict = airbyte_read(
+        &fake,
+        &s,
+        &EVENTS,
+        json!({"fail_on_unreachable_rows": true}),
+        None,
+        NOW,
+    );
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+    assert!(
+        strict
+            .stderr
+            .contains(&format!("{beyond} rows of 'opens' cannot be reached")),
+        "{}",
+        strict.stderr
+    );
+}
