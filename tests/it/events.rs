@@ -643,3 +643,68 @@ fn a_message_with_more_events_than_one_query_reaches_is_read_to_the_cap_and_the_
         strict.stderr
     );
 }
+
+#[test]
+fn a_message_gone_between_two_pages_of_its_events_keeps_its_first_page_and_is_skipped_and_warned() {
+    let fake = fake_with_a_hot_message();
+    let gone = hot_message(&fake);
+    // Its first page of opens is read; when the second is asked, the message is gone.
+    let path = format!("/messages/outbound/opens/{gone}");
+    fake.fault(&path, 422, 5, "&error_code=701&offset=500");
+    let s = Scratch::new("events-fallback-gone-midway");
+    let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
+    assert_eq!(run.code, 0, "the sync completes: {}", run.stderr);
+    let logs = run.logs();
+    // Lost: the opens past its first page that only the fallback would have read.
+    let mine = events_of_message(&fake, "opens", &gone);
+    assert_ne!(
+        received_at(&mine[499]),
+        received_at(&mine[500]),
+        "premise: the first page ends between two instants"
+    );
+    let (_, to) = fallback_range(&logs, "opens", "Mobile");
+    let mobile_before = |r: &&Value| r["Platform"] == "Mobile" && received_at(r) < to;
+    let lost: std::collections::HashSet<String> = mine[500..]
+        .iter()
+        .filter(mobile_before)
+        .map(|r| event_key("opens", r))
+        .collect();
+    assert!(lost.len() > 100, "{} opens are lost", lost.len());
+    assert!(
+        mine[..500].iter().filter(mobile_before).count() > 50,
+        "premise: its first page holds opens only the fallback reads"
+    );
+    let expected: Vec<String> = fake
+        .truth("opens", Some(default_range()))
+        .into_iter()
+        .filter(|k| !lost.contains(k))
+        .collect();
+    assert_exactly("opens", &event_keys(&run, "opens"), &expected);
+    let clicks = fake.truth("clicks", Some(default_range()));
+    assert_exactly("clicks", &event_keys(&run, "clicks"), &clicks);
+    // Two pages asked: the first answered, the second gone; no third.
+    let mut asked: Vec<(String, u64)> = requests_to(&fake, &path)
+        .iter()
+        .map(|r| {
+            let offset = r["query"]["offset"].as_str().unwrap_or("0").to_string();
+            (offset, r["status"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec![("0".to_string(), 200), ("500".to_string(), 422)]
+    );
+    assert!(
+        logs.iter().any(|l| l.starts_with("opens: skipped GET ")
+            && l.to_ascii_lowercase().contains(&path.to_ascii_lowercase())
+            && l.contains("ErrorCode 701")),
+        "the skip is warned: {logs:#?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("opens: the per-message fallback read ")
+                && l.ends_with(", 1 messages skipped")),
+        "the fallback's cost counts the skip: {logs:#?}"
+    );
+}

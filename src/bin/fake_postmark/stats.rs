@@ -109,12 +109,29 @@ impl Control {
         lock(&self.stats).cap_violations += 1;
     }
 
-    /// The fault to apply to request number `n` on `route`, if any: scripted faults first,
-    /// then `--drop-every`, then `--fail-every`.
-    pub fn take_fault(&self, route: &str, n: u64, p: &Periodic) -> Option<Fault> {
-        let scripted = lock(&self.faults)
-            .get_mut(route)
-            .and_then(VecDeque::pop_front);
+    /// The fault to apply to request number `n` on `route` (asking `offset`, if given), if
+    /// any: scripted faults first (those for this offset, then those for any request of the
+    /// route), then `--drop-every`, then `--fail-every`.
+    pub fn take_fault(
+        &self,
+        route: &str,
+        offset: Option<&str>,
+        n: u64,
+        p: &Periodic,
+    ) -> Option<Fault> {
+        let scripted = {
+            let mut map = lock(&self.faults);
+            if map.is_empty() {
+                None
+            } else {
+                let o = offset
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                map.get_mut(&page_key(route, o))
+                    .and_then(VecDeque::pop_front)
+                    .or_else(|| map.get_mut(route).and_then(VecDeque::pop_front))
+            }
+        };
         let f = scripted.or_else(|| {
             if p.drop_every > 0 && n.is_multiple_of(p.drop_every) {
                 Some(Fault {
@@ -191,6 +208,11 @@ impl Control {
     }
 }
 
+/// The key of faults scripted for one page (`offset`) of a route.
+pub fn page_key(route: &str, offset: u64) -> String {
+    format!("{route}?offset={offset}")
+}
+
 /// Body of an injected failure response.
 pub fn fault_reply(f: &Fault, out: &mut Vec<u8>) -> Head {
     let mut head = if f.status == 502 {
@@ -234,13 +256,30 @@ mod tests {
                 ..Fault::default()
             }]),
         );
-        assert_eq!(c.take_fault("/bounces", 1, &p).map(|f| f.status), Some(503));
-        assert!(c.take_fault("/bounces", 2, &p).is_none());
         assert_eq!(
-            c.take_fault("/server", 3, &p).map(|f| f.retry_after),
+            c.take_fault("/bounces", None, 1, &p).map(|f| f.status),
+            Some(503)
+        );
+        assert!(c.take_fault("/bounces", None, 2, &p).is_none());
+        // A fault for one page only: other offsets pass, that offset gets it once.
+        let gone = Fault {
+            status: 422,
+            error_code: Some(701),
+            ..Fault::default()
+        };
+        c.queue_faults(&page_key("/bounces", 500), gone, 1);
+        assert!(c.take_fault("/bounces", Some("0"), 4, &p).is_none());
+        assert_eq!(
+            c.take_fault("/bounces", Some("500"), 5, &p)
+                .and_then(|f| f.error_code),
+            Some(701)
+        );
+        assert!(c.take_fault("/bounces", Some("500"), 7, &p).is_none());
+        assert_eq!(
+            c.take_fault("/server", None, 3, &p).map(|f| f.retry_after),
             Some(Some(2))
         );
-        assert_eq!(c.stats_json()["faults_injected"], 2);
+        assert_eq!(c.stats_json()["faults_injected"], 3);
     }
 
     #[test]
