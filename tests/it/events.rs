@@ -708,3 +708,86 @@ fn a_message_gone_between_two_pages_of_its_events_keeps_its_first_page_and_is_sk
         "the fallback's cost counts the skip: {logs:#?}"
     );
 }
+
+#[test]
+fn more_than_ten_messages_gone_during_the_fallback_are_all_counted_though_ten_are_named() {
+    let fake = Fake::start(&[
+        "--scenario",
+        "many-events-one-platform",
+        "--events-date-filter",
+        "ignored",
+    ]);
+    // Twelve `outbound` messages with Mobile opens in the range's first two days (far older
+    // than the 10,000 newest Mobile opens there): the fallback asks each, and each is gone.
+    let in_range = truth_records(&fake, "opens", default_range());
+    let early = chrono::DateTime::parse_from_rfc3339("2026-10-08T12:00:00Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let mut gone: Vec<String> = in_range
+        .iter()
+        .filter(|r| r["MessageStream"] == "outbound")
+        .filter(|r| r["Platform"] == "Mobile" && received_at(r) < early)
+        .filter_map(|r| r["MessageID"].as_str().map(str::to_string))
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone.truncate(12);
+    assert_eq!(gone.len(), 12);
+    for id in &gone {
+        fake.fault(
+            &format!("/messages/outbound/opens/{id}"),
+            422,
+            3,
+            "&error_code=701",
+        );
+    }
+    let s = Scratch::new("events-fallback-gone-many");
+    let run = airbyte_read(&fake, &s, &EVENTS, json!({}), None, NOW);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let logs = run.logs();
+    let (_, to) = fallback_range(&logs, "opens", "Mobile");
+    let theirs: Vec<&Value> = in_range
+        .iter()
+        .filter(|r| {
+            r["Platform"] == "Mobile"
+                && gone
+                    .iter()
+                    .any(|g| r["MessageID"].as_str() == Some(g.as_str()))
+        })
+        .collect();
+    assert!(
+        !theirs
+            .iter()
+            .any(|r| (to..to + chrono::Duration::seconds(1)).contains(&received_at(r))),
+        "premise: none at the fallback's edge {to}"
+    );
+    let lost: std::collections::HashSet<String> = theirs
+        .iter()
+        .filter(|r| received_at(r) < to)
+        .map(|r| event_key("opens", r))
+        .collect();
+    assert!(lost.len() >= 12, "{}", lost.len());
+    let expected: Vec<String> = fake
+        .truth("opens", Some(default_range()))
+        .into_iter()
+        .filter(|k| !lost.contains(k))
+        .collect();
+    assert_exactly("opens", &event_keys(&run, "opens"), &expected);
+    // Ten are named, then they are only counted; every count says twelve.
+    let named = logs
+        .iter()
+        .filter(|l| l.starts_with("opens: skipped GET /messages/outbound/opens/"))
+        .count();
+    assert_eq!(named, 10, "{logs:#?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("opens: finished: ")
+            && l.contains("12 listed records whose own request Postmark could not answer")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("opens: the per-message fallback read ")
+                && l.ends_with(", 12 messages skipped")),
+        "{logs:#?}"
+    );
+}
