@@ -142,7 +142,9 @@ fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> 
     if app.cfg.arrivals_per_request > 0 && route == "/messages/outbound" {
         app.arrive_live(app.cfg.arrivals_per_request);
     }
-    let fault = app.ctl.take_fault(&route, n, &app.periodic);
+    let fault = app
+        .ctl
+        .take_fault(&route, req.param("offset"), n, &app.periodic);
     if fault.as_ref().is_some_and(|f| f.status == 0) {
         return Outcome::Drop;
     }
