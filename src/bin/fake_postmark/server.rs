@@ -107,10 +107,12 @@ fn connection(account: &Arc<App>, stream: TcpStream) {
             &body
         };
         let keep = req.keep_alive && !exit;
-        let written = http::write_response(&mut w, &head, payload, keep);
+        // Logged before the answer is sent: a client that has its answer finds the request
+        // in `/__fake/requests` (logging after writing raced with tests under load).
         if is_api {
             app.ctl.end_on(&req, head.status, app.server_id);
         }
+        let written = http::write_response(&mut w, &head, payload, keep);
         log(app, &req, head.status, started);
         if exit {
             std::process::exit(0);

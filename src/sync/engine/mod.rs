@@ -316,7 +316,8 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             let targets: Vec<(usize, Option<RunServer>)> = if whole_account && spec.per_server() {
                 servers.iter().cloned().enumerate().collect()
             } else {
-                vec![(usize::MAX, None)]
+                // One server (the configured token), or an account stream (not partitioned).
+                vec![(0, None)]
             };
             for (server_idx, server) in targets {
                 let listing = listings.get(server_idx);
