@@ -361,7 +361,11 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
 ) {
     let fake = small_account();
     let s = Scratch::new("whole-airbyte");
-    let cfg = account_config(&s, &fake, json!({ "message_events": true }));
+    let cfg = account_config(
+        &s,
+        &fake,
+        json!({ "message_events": true, "max_concurrency": 3 }),
+    );
     let discovered = airbyte_discover(&cfg);
     let everything = server_streams_and(&account_streams());
     let read = airbyte_read_at(&s, &cfg, &configured(&discovered, &everything), None, NOW);
@@ -405,6 +409,12 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
         }
     }
     assert_eq!(asked, SERVERS.into_iter().collect());
+    // One pool: all servers together never exceed max_concurrency.
+    let peak = fake.stats()["max_in_flight"].as_u64().unwrap();
+    assert!(
+        peak <= 3,
+        "{peak} requests in flight with max_concurrency 3"
+    );
     assert_no_token_anywhere(&read, &SERVERS);
 }
 
@@ -987,4 +997,76 @@ fn a_sync_of_selected_servers_reads_only_those_and_keeps_the_state_of_the_others
         .iter()
         .all(|r| r["server"] != json!(SERVERS[1])));
     assert_no_token_anywhere(&read, &SERVERS);
+}
+
+#[test]
+fn a_single_server_state_is_applied_to_no_server_in_whole_account_mode() {
+    let fake = small_account();
+    let s = Scratch::new("whole-old-state-account");
+    let cfg = account_config(&s, &fake, json!({}));
+    let streams = ["messages_outbound", "bounces"];
+    let catalog = configured(&airbyte_discover(&cfg), &streams);
+    let old = json!({ "synced_until": "2026-11-19T00:00:00Z" });
+    let state = Value::Array(
+        streams
+            .iter()
+            .map(|s| {
+                json!({"type": "STREAM", "stream": {"stream_descriptor": {"name": s},
+                       "stream_state": old}})
+            })
+            .collect(),
+    );
+    let read = airbyte_read_at(&s, &cfg, &catalog, Some(&state), NOW);
+    assert_eq!(read.code, 0, "{}", read.stderr);
+    // Every server starts at start_date (README: nothing is lost).
+    assert_each_server_matches(&read, &fake, &streams, &SERVERS, true, |st, _| {
+        first_sync_range(st, NOW)
+    });
+    let states = read.last_airbyte_states();
+    for stream in streams {
+        let entries = per_server(stream, &states[stream]);
+        assert_eq!(entries.len(), 3, "{stream}: {entries:?}");
+        for e in entries.values() {
+            assert_eq!(synced_until(stream, e), END, "{stream}");
+        }
+    }
+}
+
+/// `(path, query)` of every API request the fake answered for `server`, sorted.
+fn requests_of(fake: &Fake, server: u64) -> Vec<String> {
+    let mut out: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["server"] == json!(server) && r["server_token"] == true)
+        .map(|r| format!("{} {}", r["path"], r["query"]))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn each_server_costs_exactly_the_requests_of_a_single_server_read_of_it() {
+    let fake = small_account();
+    let s = Scratch::new("whole-cost");
+    let single = run(&["--config", &s.config(&fake, json!({}))]);
+    assert_eq!(single.code, 0, "{}", single.stderr);
+    let alone = requests_of(&fake, SERVERS[0]);
+    assert!(alone.len() > 20, "{alone:?}");
+
+    let fake = small_account();
+    let cfg = account_config(&s, &fake, json!({}));
+    let whole = run(&["--config", &cfg]);
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert_eq!(requests_of(&fake, SERVERS[0]), alone);
+    // The account part: one page of the server list (and one of each account stream).
+    let listing = fake
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/servers")
+        .count();
+    assert!(listing <= 2, "{listing} requests of /servers");
+    for id in &SERVERS[1..] {
+        let n = requests_of(&fake, *id).len();
+        assert!(n >= alone.len() / 2, "server {id}: {n} requests");
+    }
 }
