@@ -1070,3 +1070,71 @@ fn each_server_costs_exactly_the_requests_of_a_single_server_read_of_it() {
         assert!(n >= alone.len() / 2, "server {id}: {n} requests");
     }
 }
+
+#[test]
+fn a_killed_whole_account_sync_resumes_each_server_from_its_checkpoint_without_loss() {
+    let fake = Fake::start(&["--servers", "3", "--outbound", "30000", "--latency-ms", "5"]);
+    let s = Scratch::new("whole-resume");
+    // Both tokens: whole-account mode all the same (the reads use the listed tokens).
+    let extra = json!({ "account_token": ACCOUNT_TOKEN, "max_concurrency": 2 });
+    let stream = ["messages_outbound"];
+    let first = airbyte_read_streaming(&fake, &s, &stream, extra.clone(), None, NOW, |line| {
+        !(line.starts_with("{\"type\":\"STATE\"") && line.contains("\"in_progress\":true"))
+    });
+    assert_eq!(first.code, -1, "the sync was killed mid-way");
+    let state = first.airbyte_state_file();
+    let checkpoint = per_server(
+        "messages_outbound",
+        &state[0]["stream"]["stream_state"].clone(),
+    );
+    assert!(
+        checkpoint.values().any(|e| e["in_progress"] == true),
+        "{checkpoint:?}"
+    );
+
+    let second = airbyte_read(&fake, &s, &stream, extra, Some(&state), NOW);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let (a, b) = (keys_by_server(&first), keys_by_server(&second));
+    for id in SERVERS {
+        let truth = fake.truth_on(id, "messages_outbound", Some(default_range()));
+        let got: BTreeSet<&String> = a["messages_outbound"]
+            .get(&id)
+            .into_iter()
+            .chain(b["messages_outbound"].get(&id))
+            .flatten()
+            .collect();
+        let missing: Vec<&String> = truth.iter().filter(|k| !got.contains(k)).take(5).collect();
+        assert!(missing.is_empty(), "server {id}: lost {missing:?}");
+        assert_eq!(got.len(), truth.len(), "server {id}: nothing extra");
+        // A server with a checkpoint re-reads nothing before it.
+        if let Some(c) = checkpoint.get(&id.to_string()) {
+            let until = synced_until("messages_outbound", c);
+            let before = fake.truth_on(id, "messages_outbound", Some((default_range().0, &until)));
+            let resumed: BTreeSet<&String> = b["messages_outbound"]
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .collect();
+            let again: Vec<&String> = before
+                .iter()
+                .filter(|k| resumed.contains(k))
+                .take(5)
+                .collect();
+            assert!(
+                again.is_empty(),
+                "server {id}: re-read before {until}: {again:?}"
+            );
+        }
+    }
+    let entries = per_server(
+        "messages_outbound",
+        &second.last_airbyte_states()["messages_outbound"],
+    );
+    for id in SERVERS {
+        assert_eq!(
+            entries[&id.to_string()],
+            json!({ "synced_until": END }),
+            "server {id}"
+        );
+    }
+}
