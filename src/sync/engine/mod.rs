@@ -42,6 +42,9 @@ use pages::KeySet;
 use worker::{build_request, panic_message, spawn_workers, Job, WorkerMsg};
 
 type TaskId = u64;
+/// A server's message streams `(ID, MessageStreamType)`, and how many rows of the list were
+/// not readable message streams.
+type Listing = (Vec<(String, String)>, u64);
 /// Message stream types Postmark documents.
 const KNOWN_STREAM_TYPES: [&str; 3] = ["Transactional", "Broadcasts", "Inbound"];
 /// `(parameter, value)` filters narrowing a query below one second (`status=sent`).
@@ -295,7 +298,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             .iter()
             .any(|s| s.spec.partitioning != Partitioning::None);
         // Each server's message streams (one request per server), or why they are unknown.
-        let mut listings: Vec<Result<(Vec<(String, String)>, u64), Error>> = Vec::new();
+        let mut listings: Vec<Result<Listing, Error>> = Vec::new();
         for server in &servers {
             let listing = match server {
                 _ if !needs_partitions => Ok((Vec::new(), 0)),
@@ -414,10 +417,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     /// `GET /message-streams` once, to know which `messagestream` values to query.
     /// Also returns how many rows were not readable message streams (their messages cannot
     /// be read, so the streams that need the list fail instead of syncing without them).
-    fn list_message_streams(
-        &mut self,
-        server: Option<&RunServer>,
-    ) -> Result<(Vec<(String, String)>, u64), Error> {
+    fn list_message_streams(&mut self, server: Option<&RunServer>) -> Result<Listing, Error> {
         let spec = stream_table::message_streams();
         let mut request = build_request(spec, None, &[], None, false, None);
         request.server = server.map(|s| s.slot);
