@@ -399,7 +399,8 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
     // account token; never both.
     let account_paths = ["/servers", "/domains", "/senders"];
     let mut asked: BTreeSet<u64> = BTreeSet::new();
-    for r in fake.requests() {
+    let requests = fake.requests();
+    for r in &requests {
         let account = account_paths.contains(&r["path"].as_str().unwrap_or(""));
         assert_eq!(r["account_token"], account, "{r}");
         assert_eq!(r["server_token"], !account, "{r}");
@@ -409,6 +410,15 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
         }
     }
     assert_eq!(asked, SERVERS.into_iter().collect());
+    // Servers overlap: their requests interleave (one after another would switch servers
+    // twice in the request log).
+    let order: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["server_token"] == true)
+        .map(|r| &r["server"])
+        .collect();
+    let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(switches > 10, "{switches} switches between servers");
     // One pool: all servers together never exceed max_concurrency.
     let peak = fake.stats()["max_in_flight"].as_u64().unwrap();
     assert!(
