@@ -810,12 +810,26 @@ fn a_revoked_server_token_fails_a_singer_sync_naming_the_server_while_the_others
     let cfg = account_config(&s, &fake, json!({}));
     let sync = run(&["--config", &cfg]);
     assert_ne!(sync.code, 0, "the exit says a server failed");
+    // One error line per stream naming the server (Singer: level CRITICAL or ERROR).
+    let id = revoked.to_string();
+    let errors = sync
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("CRITICAL") || l.starts_with("ERROR"))
+        .filter(|l| l.contains(&id) && l.contains(name))
+        .count();
+    assert!(
+        errors >= streams().len(),
+        "{errors} error lines naming server {revoked} \"{name}\":\n{}",
+        sync.stderr
+    );
+    // And the end-of-sync summary says which streams of that server failed.
     for stream in streams() {
         assert!(
-            sync.stderr.lines().any(|l| l.contains(stream)
-                && l.contains(&revoked.to_string())
-                && l.contains(name)),
-            "{stream}: an error line naming server {revoked} \"{name}\":\n{}",
+            sync.stderr.lines().any(|l| l.starts_with(stream)
+                && l.contains(&id)
+                && l.to_lowercase().contains("failed")),
+            "{stream} of server {revoked} is reported failed:\n{}",
             sync.stderr
         );
     }
