@@ -990,7 +990,11 @@ fn a_state_entry_of_a_server_the_account_no_longer_has_is_carried_over_without_e
 fn a_sync_of_selected_servers_reads_only_those_and_keeps_the_state_of_the_others() {
     let fake = small_account();
     let s = Scratch::new("whole-selected");
-    let cfg = account_config(&s, &fake, json!({ "servers": [SERVERS[0], NAMES[2]] }));
+    let cfg = account_config(
+        &s,
+        &fake,
+        json!({ "servers": [SERVERS[0].to_string(), NAMES[2]] }),
+    );
     let streams = ["messages_outbound", "webhooks"];
     let catalog = configured(&airbyte_discover(&cfg), &streams);
     let kept = json!({ "synced_until": "2026-11-10T00:00:00Z" });
@@ -1161,4 +1165,70 @@ fn a_killed_whole_account_sync_resumes_each_server_from_its_checkpoint_without_l
             "server {id}"
         );
     }
+}
+
+#[test]
+fn a_server_token_revoked_during_the_sync_fails_that_server_only_and_keeps_what_it_read() {
+    let fake = Fake::start(&["--servers", "3", "--outbound", "6000", "--latency-ms", "3"]);
+    let s = Scratch::new("whole-revoked-midway");
+    let extra = json!({ "account_token": ACCOUNT_TOKEN, "max_concurrency": 2 });
+    let (victim, name) = (SERVERS[1], NAMES[1]);
+    let marker = format!("\"ServerID\":{victim}");
+    let mut revoked = false;
+    let stream = ["messages_outbound"];
+    let run = airbyte_read_streaming(&fake, &s, &stream, extra, None, NOW, |line| {
+        // The token is rotated once the first of the server's records is out.
+        if !revoked && line.contains(&marker) {
+            fake.revoke(victim);
+            revoked = true;
+        }
+        true
+    });
+    assert!(revoked, "the server's records started");
+    assert_ne!(run.code, 0, "the exit says a server failed");
+    let errors = errors_of_stream(&run, "messages_outbound");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(&victim.to_string()) && e.contains(name)),
+        "{errors:?}"
+    );
+    assert_statuses(&run, &stream, "INCOMPLETE");
+    let others = [SERVERS[0], SERVERS[2]];
+    let got = keys_by_server(&run);
+    let per = &got["messages_outbound"];
+    for id in others {
+        let truth = fake.truth_on(id, "messages_outbound", Some(default_range()));
+        assert_exactly(&format!("server {id}"), &per[&id], &truth);
+    }
+    // What the failed server emitted before its token was refused is its own, once each.
+    let truth: BTreeSet<String> = fake
+        .truth_on(victim, "messages_outbound", Some(default_range()))
+        .into_iter()
+        .collect();
+    let partial = &per[&victim];
+    assert!(partial.len() < truth.len(), "the server did fail mid-way");
+    assert!(partial.iter().all(|k| truth.contains(k)));
+    assert_eq!(
+        partial.iter().collect::<BTreeSet<_>>().len(),
+        partial.len(),
+        "no duplicate"
+    );
+    let entries = per_server(
+        "messages_outbound",
+        &run.last_airbyte_states()["messages_outbound"],
+    );
+    for id in others {
+        assert_eq!(
+            entries[&id.to_string()],
+            json!({ "synced_until": END }),
+            "{id}"
+        );
+    }
+    // The failed server: no entry, or a checkpoint that a resumed sync continues from.
+    if let Some(e) = entries.get(&victim.to_string()) {
+        assert_eq!(e["in_progress"], true, "{e}");
+        assert!(synced_until("messages_outbound", e).as_str() < END, "{e}");
+    }
+    assert_no_token_anywhere(&run, &SERVERS);
 }
