@@ -381,6 +381,37 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
     assert_records_match_discovered(&read, &discovered);
     assert_statuses(&read, &everything, "COMPLETE");
 
+    // The STATE messages' recordCount adds up to the records emitted, per stream (the
+    // platform checks it), counted once over all servers.
+    let mut counted: BTreeMap<String, f64> = BTreeMap::new();
+    for st in read.of_type("STATE") {
+        let name = st["state"]["stream"]["stream_descriptor"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        *counted.entry(name).or_default() += st["state"]["sourceStats"]["recordCount"]
+            .as_f64()
+            .unwrap_or(0.0);
+    }
+    for (stream, records) in read.records() {
+        assert_eq!(
+            counted.get(&stream).copied().unwrap_or(0.0) as usize,
+            records.len(),
+            "{stream}: recordCount"
+        );
+    }
+    // Each stream's last record is followed by a STATE of that stream.
+    let lines = read.lines();
+    for stream in all_streams() {
+        let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
+        let last_state = lines
+            .iter()
+            .rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
+        assert!(
+            last_state > last_record,
+            "{stream}: a STATE follows the last record"
+        );
+    }
     // State: one entry per server in every incremental stream, at the sync's end.
     let states = read.last_airbyte_states();
     for stream in all_streams().into_iter().filter(|s| is_incremental(s)) {
