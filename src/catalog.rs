@@ -209,8 +209,10 @@ fn singer_stream(spec: &StreamSpec, whole_account: bool) -> Value {
     }
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_md})];
     for field in spec.property_names_in(whole_account) {
-        let automatic =
-            key.contains(&field.as_str()) || Some(field.as_str()) == spec.replication_key();
+        // `ServerID` says which server a record is from: never deselected.
+        let automatic = key.contains(&field.as_str())
+            || Some(field.as_str()) == spec.replication_key()
+            || (whole_account && spec.per_server() && field == streams::SERVER_ID);
         let md = if automatic {
             json!({"inclusion": "automatic"})
         } else {
