@@ -10,6 +10,12 @@ the latency bound ceil(requests / max_concurrency) x latency.
     python3 scripts/bench.py --rows 100000 1000000 --latency-ms 20 --concurrency 4
     python3 scripts/bench.py --rows 100000 --fake-arg=--events-date-filter=ignored
 
+Whole account (issue 8): `--servers N` starts the fake with N servers of ROWS outbound
+messages each and syncs them with a config holding only the account token; the truth is
+checked per server, and a line per server follows the totals.
+
+    python3 scripts/bench.py --servers 3 --rows 100000 --latency-ms 20 --concurrency 4
+
 Needs `cargo build --release` first (the script runs it unless --no-build).
 """
 
@@ -28,9 +34,17 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOW = "2026-11-20T12:00:00Z"
 TOKEN = "fake-server-token"
+ACCOUNT_TOKEN = "fake-account-token"
 # Streams whose truth is checked: over the default range, or whole.
 RANGED = ("messages_outbound", "messages_inbound", "bounces", "opens", "clicks")
 WHOLE = ("templates", "message_streams", "suppressions", "delivery_stats", "webhooks", "inbound_rules")
+# Account streams (whole-account mode): one truth for the account.
+ACCOUNT = ("servers", "domains", "sender_signatures")
+# `messages_outbound: finished: ...`, or in whole-account mode
+# `messages_outbound of server 1234567 "Acme Production": finished: ...`.
+FINISHED = re.compile(
+    r'(\w+)(?: of server (\d+) ".*?")?: finished: (\d+) records, (\d+) pages, (\d+) requests, (\d+) windows'
+)
 
 
 class HighWaterMark:
@@ -77,15 +91,18 @@ def get(url):
         return r.read().decode()
 
 
-def run_once(rows, latency_ms, concurrency, extra_fake):
+def run_once(rows, latency_ms, concurrency, servers, extra_fake):
+    """One sync; `servers` > 0: a whole account of that many servers, account token only."""
+    account = ["--servers", str(servers)] if servers else []
     fake, url = start_fake(
-        ["--outbound", str(rows), "--latency-ms", str(latency_ms), *extra_fake]
+        ["--outbound", str(rows), "--latency-ms", str(latency_ms), *account, *extra_fake]
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = os.path.join(tmp, "config.json")
+            token = {"account_token": ACCOUNT_TOKEN} if servers else {"server_token": TOKEN}
             with open(cfg, "w") as f:
-                json.dump({"server_token": TOKEN, "base_url": url, "max_concurrency": concurrency}, f)
+                json.dump({**token, "base_url": url, "max_concurrency": concurrency}, f)
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 [os.path.join(ROOT, "target/release/source-postmark"), "--config", cfg, "--now", NOW],
@@ -105,38 +122,52 @@ def run_once(rows, latency_ms, concurrency, extra_fake):
             if proc.returncode != 0:
                 sys.exit(f"connector failed:\n{stderr}")
         stats = json.loads(get(url + "/__fake/stats"))
-        finished = re.findall(r"(\w+): finished: (\d+) records, (\d+) pages, (\d+) requests, (\d+) windows", stderr)
+        # (stream, server ID or "", records, pages, requests, windows) per finished run.
+        finished = FINISHED.findall(stderr)
         # The fake's truth for the synced range, to check nothing was lost or invented:
-        # every stream whose range is the default one or the whole dataset.
+        # every stream whose range is the default one or the whole dataset (per server in
+        # whole-account mode).
         checked, truth = 0, 0
+        per_server = {}
         for m in finished:
-            stream = m[0]
+            stream, server = m[0], m[1]
+            on = f"&server={server}" if server else ""
+            if server:
+                per_server[server] = per_server.get(server, 0) + int(m[2])
             if stream in RANGED:
-                q = f"stream={stream}&from=2026-10-06T12:00:00Z&to=2026-11-20T11:55:00Z"
-            elif stream in WHOLE:
-                q = f"stream={stream}"
+                q = f"stream={stream}&from=2026-10-06T12:00:00Z&to=2026-11-20T11:55:00Z{on}"
+            elif stream in WHOLE or stream in ACCOUNT:
+                q = f"stream={stream}{on}"
             else:
                 continue
             lines = [l for l in get(f"{url}/__fake/truth?{q}").splitlines() if l]
-            checked += int(m[1])
+            checked += int(m[2])
             truth += len(lines)
+        if servers and len(per_server) != servers:
+            sys.exit(f"{len(per_server)} servers were read of {servers}:\n{stderr}")
         detected = re.findall(r"(\w+) \(messagestream (\w+)\): Postmark (honours|ignores) fromdate/todate", stderr)
     finally:
         fake.kill()
         fake.wait()
 
-    records = sum(int(m[1]) for m in finished)
-    pages = sum(int(m[2]) for m in finished)
+    records = sum(int(m[2]) for m in finished)
+    pages = sum(int(m[3]) for m in finished)
     requests = stats["requests"]
     cpu = usage.ru_utime + usage.ru_stime
     rss_mb = peak_kib / 1024
-    per_stream_min = sum(math.ceil(int(m[1]) / 500) if int(m[1]) else 1 for m in finished)
+    per_stream_min = sum(math.ceil(int(m[2]) / 500) if int(m[2]) else 1 for m in finished)
     bound = math.ceil(requests / concurrency) * latency_ms / 1000
+    streams = {}
+    for m in finished:
+        st = streams.setdefault(m[0], {"records": 0, "requests": 0})
+        st["records"] += int(m[2])
+        st["requests"] += int(m[4])
     return {
         "rows": records,
         "checked": checked,
         "truth": truth,
-        "streams": {m[0]: {"records": int(m[1]), "requests": int(m[3])} for m in finished},
+        "servers": per_server,
+        "streams": streams,
         "detected": sorted(set(f"{s}/{ms}: {v}" for s, ms, v in detected)),
         "requests": requests,
         "min_requests": per_stream_min,
@@ -156,17 +187,21 @@ def main():
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--latency-ms", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--servers", type=int, default=0,
+                    help="whole account: N servers of ROWS outbound messages each, account token only")
     ap.add_argument("--fake-arg", action="append", default=[], help="extra fake-postmark flag (repeatable)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
-    print(f"latency {a.latency_ms} ms, max_concurrency {a.concurrency}, {os.cpu_count()} cores")
+    servers = f", {a.servers} servers (account token)" if a.servers else ""
+    print(f"latency {a.latency_ms} ms, max_concurrency {a.concurrency}, {os.cpu_count()} cores{servers}")
     header = ("rows", "requests", "req/min", "wall s", "rows/s", "CPU s", "rows/CPU-s", "peak RSS MB", "wall/bound")
     print("  ".join(f"{h:>12}" for h in header))
     for rows in a.rows:
         out = subprocess.run(
-            [sys.executable, __file__, "--single", str(rows), str(a.latency_ms), str(a.concurrency), *a.fake_arg],
+            [sys.executable, __file__, "--single", str(rows), str(a.latency_ms), str(a.concurrency),
+             str(a.servers), *a.fake_arg],
             capture_output=True, text=True,
         )
         if out.returncode != 0:
@@ -185,6 +220,8 @@ def main():
                 minimum = max(1, math.ceil(st["records"] / 500))
                 print(f"    {name}: {st['records']:,} records, {st['requests']} requests "
                       f"(ceil(records / 500) = {minimum}, ratio {st['requests'] / minimum:.3f})")
+        for server, n in sorted(r["servers"].items()):
+            print(f"    server {server}: {n:,} records")
         if r["detected"]:
             print("    date filter: " + "; ".join(r["detected"]))
     print("req/min: requests / sum over streams of ceil(rows / 500); wall/bound: wall / (ceil(requests / concurrency) x latency)")
@@ -192,7 +229,7 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--single":
-        rows, lat, conc = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(run_once(rows, lat, conc, sys.argv[5:])))
+        rows, lat, conc, servers = (int(x) for x in sys.argv[2:6])
+        print(json.dumps(run_once(rows, lat, conc, servers, sys.argv[6:])))
     else:
         main()

@@ -1,11 +1,13 @@
-//! The account token's server list: which servers the account has, and which of them the
-//! config's `servers` selects. Server tokens (`ApiTokens`) are never kept here or quoted.
+//! The account token's server list: which servers the account has, which of them the
+//! config's `servers` selects, and each one's own token (the first of its `ApiTokens`),
+//! kept as a [`Secret`] and never quoted.
 
 use std::io::Write;
 
 use serde_json::Value;
 
 use crate::client::{Client, Request, Token};
+use crate::config::Secret;
 use crate::error::Error;
 use crate::protocol::{Emitter, Level};
 
@@ -14,6 +16,16 @@ use crate::protocol::{Emitter, Level};
 pub struct Server {
     pub id: u64,
     pub name: String,
+    /// The first of the server's `ApiTokens` (its `Debug` prints `***`); `None` when the
+    /// list shows none (the server is then reported failed, not read with another token).
+    pub token: Option<Secret>,
+}
+
+impl Server {
+    /// `server 1234567 "Acme Production"`: how errors and logs name a server.
+    pub fn label(&self) -> String {
+        format!("server {} \"{}\"", self.id, self.name)
+    }
 }
 
 /// Page size of `GET /servers` (no documented maximum; 500 as elsewhere, UNCONFIRMED).
@@ -30,6 +42,7 @@ pub fn list_servers<W: Write>(client: &Client, out: &mut Emitter<W>) -> Result<V
             path: "/servers".into(),
             query: vec![("count", PAGE.to_string()), ("offset", offset.to_string())],
             token: Token::Account,
+            server: None,
         };
         let context = format!("listing the account's servers (GET /servers, offset {offset})");
         let mut log_error = None;
@@ -56,11 +69,22 @@ pub fn list_servers<W: Write>(client: &Client, out: &mut Emitter<W>) -> Result<V
         for s in list {
             let id = s.get("ID").and_then(Value::as_u64);
             let name = s.get("Name").and_then(Value::as_str);
+            // Postmark lists a server's tokens in `ApiTokens`; the first one is used. A blank
+            // or non-string entry is treated as no token.
+            let token = s
+                .get("ApiTokens")
+                .and_then(Value::as_array)
+                .and_then(|t| t.first())
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+                .map(Secret::new);
             match (id, name) {
                 (Some(id), Some(name)) if !servers.iter().any(|k| k.id == id) => {
                     servers.push(Server {
                         id,
                         name: name.to_string(),
+                        token,
                     })
                 }
                 (Some(_), Some(_)) => {}
@@ -136,10 +160,12 @@ mod tests {
             Server {
                 id: 1,
                 name: "Prod".into(),
+                token: None,
             },
             Server {
                 id: 2,
                 name: "Staging".into(),
+                token: None,
             },
         ]
     }

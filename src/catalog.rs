@@ -20,6 +20,14 @@ pub struct Offer {
     pub account: bool,
 }
 
+// Whole-account mode (an account token): server streams are read per server of the account,
+// and their records and keys carry `ServerID`.
+impl Offer {
+    pub fn whole_account(&self) -> bool {
+        self.account
+    }
+}
+
 impl Offer {
     /// A server token only (the committed golden catalogs).
     pub const SERVER: Offer = Offer {
@@ -34,9 +42,11 @@ impl Offer {
         }
     }
 
+    /// Server streams need a server token, or the account token (which reads every server's
+    /// own token from the server list); account streams need the account token.
     pub fn offers(&self, spec: &StreamSpec) -> bool {
         match spec.token {
-            Token::Server => self.server,
+            Token::Server => self.server || self.account,
             Token::Account => self.account,
         }
     }
@@ -50,6 +60,9 @@ pub struct SelectedStream {
     pub incremental: bool,
     /// Fields the user deselected (Singer field selection); never the key.
     pub excluded_fields: Vec<String>,
+    /// Whole-account mode: the records carry `ServerID`, and keys unique only within a
+    /// server start with it. Set from the config once the catalog is read.
+    pub whole_account: bool,
 }
 
 impl SelectedStream {
@@ -61,13 +74,28 @@ impl SelectedStream {
                 spec,
                 incremental: spec.is_incremental(),
                 excluded_fields: Vec::new(),
+                whole_account: offer.whole_account(),
             })
             .collect()
     }
 
+    /// Sets the mode; `ServerID` is never a deselected field in whole-account mode.
+    pub fn in_mode(mut self, whole_account: bool) -> SelectedStream {
+        self.whole_account = whole_account && self.spec.per_server();
+        if self.whole_account {
+            self.excluded_fields.retain(|f| f != streams::SERVER_ID);
+        }
+        self
+    }
+
+    /// The key announced for this stream in its mode.
+    pub fn key(&self) -> Vec<&'static str> {
+        self.spec.key_in(self.whole_account)
+    }
+
     /// The stream's schema without the deselected fields (what Singer SCHEMA announces).
     pub fn schema(&self) -> Value {
-        let mut schema = self.spec.schema();
+        let mut schema = self.spec.schema_in(self.whole_account);
         if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
             for f in &self.excluded_fields {
                 props.remove(f);
@@ -87,29 +115,33 @@ pub struct Selection {
 // ---------------------------------------------------------------- discover output
 
 /// Airbyte's key: a list of field paths, one per key field (`[["MessageID"], ["Recipient"]]`).
-fn key_paths(spec: &StreamSpec) -> Value {
-    json!(spec.primary_key.iter().map(|k| [k]).collect::<Vec<_>>())
+fn key_paths(spec: &StreamSpec, whole_account: bool) -> Value {
+    json!(spec
+        .key_in(whole_account)
+        .iter()
+        .map(|k| [k])
+        .collect::<Vec<_>>())
 }
 
 pub fn airbyte_catalog(offer: Offer) -> Value {
     let streams: Vec<Value> = STREAMS
         .iter()
         .filter(|s| offer.offers(s))
-        .map(airbyte_stream)
+        .map(|s| airbyte_stream(s, offer.whole_account()))
         .collect();
     json!({ "streams": streams })
 }
 
-fn airbyte_stream(spec: &StreamSpec) -> Value {
+fn airbyte_stream(spec: &StreamSpec, whole_account: bool) -> Value {
     let mut s = json!({
         "name": spec.name,
-        "json_schema": spec.schema(),
+        "json_schema": spec.schema_in(whole_account),
         "supported_sync_modes": if spec.is_incremental() {
             json!(["full_refresh", "incremental"])
         } else {
             json!(["full_refresh"])
         },
-        "source_defined_primary_key": key_paths(spec),
+        "source_defined_primary_key": key_paths(spec, whole_account),
         "is_resumable": spec.is_incremental(),
     });
     if spec.is_incremental() {
@@ -128,10 +160,10 @@ pub fn airbyte_configured_catalog() -> Value {
         .filter(|s| Offer::SERVER.offers(s))
         .map(|spec| {
             let mut c = json!({
-                "stream": airbyte_stream(spec),
+                "stream": airbyte_stream(spec, false),
                 "sync_mode": if spec.is_incremental() { "incremental" } else { "full_refresh" },
                 "destination_sync_mode": if spec.is_incremental() { "append_dedup" } else { "overwrite" },
-                "primary_key": key_paths(spec),
+                "primary_key": key_paths(spec, false),
             });
             if let Some(cf) = spec.cursor_field() {
                 c["cursor_field"] = json!([cf]);
@@ -146,12 +178,13 @@ pub fn singer_catalog(offer: Offer) -> Value {
     let streams: Vec<Value> = STREAMS
         .iter()
         .filter(|s| offer.offers(s))
-        .map(singer_stream)
+        .map(|s| singer_stream(s, offer.whole_account()))
         .collect();
     json!({ "streams": streams })
 }
 
-fn singer_stream(spec: &StreamSpec) -> Value {
+fn singer_stream(spec: &StreamSpec, whole_account: bool) -> Value {
+    let key = spec.key_in(whole_account);
     let method = if spec.is_incremental() {
         "INCREMENTAL"
     } else {
@@ -160,7 +193,7 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     let mut stream_md = json!({
         "inclusion": "available",
         "selected-by-default": spec.opt_in.is_none(),
-        "table-key-properties": spec.primary_key,
+        "table-key-properties": key,
     });
     if spec.is_incremental() {
         stream_md["valid-replication-keys"] =
@@ -175,8 +208,11 @@ fn singer_stream(spec: &StreamSpec) -> Value {
         stream_md["forced-replication-method"] = json!("FULL_TABLE");
     }
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_md})];
-    for field in spec.property_names() {
-        let automatic = spec.is_key(&field) || Some(field.as_str()) == spec.replication_key();
+    for field in spec.property_names_in(whole_account) {
+        // `ServerID` says which server a record is from: never deselected.
+        let automatic = key.contains(&field.as_str())
+            || Some(field.as_str()) == spec.replication_key()
+            || (whole_account && spec.per_server() && field == streams::SERVER_ID);
         let md = if automatic {
             json!({"inclusion": "automatic"})
         } else {
@@ -187,8 +223,8 @@ fn singer_stream(spec: &StreamSpec) -> Value {
     let mut s = json!({
         "tap_stream_id": spec.name,
         "stream": spec.name,
-        "schema": spec.schema(),
-        "key_properties": spec.primary_key,
+        "schema": spec.schema_in(whole_account),
+        "key_properties": key,
         "replication_method": method,
         "metadata": metadata,
     });
@@ -254,6 +290,7 @@ pub fn parse_airbyte(value: &Value) -> Result<Selection, String> {
                 // is then read in full, not rejected.
                 incremental: incremental && spec.is_incremental(),
                 excluded_fields: Vec::new(),
+                whole_account: false,
             }),
             None => selection.unknown.push(name.to_string()),
         }
@@ -345,6 +382,7 @@ pub fn parse_singer(value: &Value) -> Result<Selection, String> {
             spec,
             incremental,
             excluded_fields: excluded,
+            whole_account: false,
         });
     }
     Ok(selection)

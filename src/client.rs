@@ -41,6 +41,9 @@ pub struct Request {
     pub query: Vec<(&'static str, String)>,
     /// Which token goes with it: the account token only ever goes to account endpoints.
     pub token: Token,
+    /// Whole-account mode: a server request carries the token of this server of the
+    /// account (an index into [`Client::with_server_tokens`]) instead of `server_token`.
+    pub server: Option<usize>,
 }
 
 impl Request {
@@ -137,6 +140,8 @@ pub struct Client {
     base_url: String,
     server_token: Option<crate::config::Secret>,
     account_token: Option<crate::config::Secret>,
+    /// Whole-account mode: each selected server's own token, from the account's server list.
+    server_tokens: Vec<Option<crate::config::Secret>>,
     limiter: Limiter,
     max_retries: u32,
     backoff_base: Duration,
@@ -175,6 +180,7 @@ impl Client {
             base_url: config.base_url.clone(),
             server_token: config.server_token.clone(),
             account_token: config.account_token.clone(),
+            server_tokens: Vec::new(),
             limiter: Limiter::new(config.max_requests_per_second),
             max_retries: config.max_retries,
             backoff_base,
@@ -252,15 +258,27 @@ impl Client {
         }
     }
 
+    /// Whole-account mode: the tokens of the servers read, in the order requests name them
+    /// ([`Request::server`]). They go only to `base_url`, like the configured tokens.
+    pub fn with_server_tokens(mut self, tokens: Vec<Option<crate::config::Secret>>) -> Client {
+        self.server_tokens = tokens;
+        self
+    }
+
     fn send(&self, request: &Request, context: &str, timeout: Duration) -> Attempt {
         let url = format!("{}{}", self.base_url, request.path);
-        let (header, token, field) = match request.token {
-            Token::Server => (
+        let (header, token, field) = match (request.token, request.server) {
+            (Token::Server, Some(slot)) => (
+                "X-Postmark-Server-Token",
+                self.server_tokens.get(slot).unwrap_or(&None),
+                "ApiTokens (of the account's server list)",
+            ),
+            (Token::Server, None) => (
                 "X-Postmark-Server-Token",
                 &self.server_token,
                 "server_token",
             ),
-            Token::Account => (
+            (Token::Account, _) => (
                 "X-Postmark-Account-Token",
                 &self.account_token,
                 "account_token",
@@ -335,8 +353,20 @@ impl Client {
             {
                 Attempt::Fail(account_token_rejected(&context, &message))
             }
+            Attempt::Fail(Error::Unauthorized { context, message }) if request.server.is_some() => {
+                Attempt::Fail(server_token_rejected(&context, &message))
+            }
             other => other,
         }
+    }
+}
+
+/// A server's own token (from the account's server list) was refused: that server is
+/// reported failed; the config has nothing to fix but the server's tokens.
+pub fn server_token_rejected(context: &str, message: &str) -> Error {
+    Error::ServerRejected {
+        context: context.to_string(),
+        message: message.to_string(),
     }
 }
 
@@ -574,6 +604,7 @@ mod tests {
                     path: "/server".into(),
                     query: Vec::new(),
                     token: Token::Server,
+                    server: None,
                 },
                 "x",
                 &mut |_| waits += 1,

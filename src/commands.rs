@@ -89,6 +89,7 @@ fn check_server_token<W: Write>(client: &Client, out: &mut Emitter<W>) -> Result
         path: "/server".into(),
         query: Vec::new(),
         token: crate::client::Token::Server,
+        server: None,
     };
     let context = "checking the connection (GET /server)";
     // Each retry is logged as it happens, before its wait starts.
@@ -175,12 +176,30 @@ pub fn read<W: Write>(
     out: &mut Emitter<W>,
 ) -> Result<Option<Error>, Error> {
     let config = load_config(inputs.config, rt, out)?;
-    // `servers` names servers of the account: checked against the account's list.
-    if config.account_token.is_some() && !config.servers.is_empty() {
+    // Whole-account mode: the account's servers (with their own tokens), and the ones
+    // `servers` selects, checked against the account's list.
+    let servers = if config.account_token.is_some() {
         let client = Client::new(&config, rt.retry_base);
-        let servers = crate::account::list_servers(&client, out)?;
-        crate::account::select(&servers, &config.servers)?;
-    }
+        let all = crate::account::list_servers(&client, out)?;
+        let chosen: Vec<crate::account::Server> = crate::account::select(&all, &config.servers)?
+            .into_iter()
+            .cloned()
+            .collect();
+        let names: Vec<String> = chosen.iter().map(crate::account::Server::label).collect();
+        out.log(
+            Level::Info,
+            &format!(
+                "whole account: {} of the account's {} servers are read: {}",
+                chosen.len(),
+                all.len(),
+                names.join(", ")
+            ),
+        )?;
+        chosen
+    } else {
+        Vec::new()
+    };
+    let whole_account = config.account_token.is_some();
     let mut skipped_opt_in = Vec::new();
     let selection = match (inputs.catalog, inputs.singer) {
         (Some(p), true) => catalog::load_singer(p)?,
@@ -191,6 +210,11 @@ pub fn read<W: Write>(
         },
     };
     let mut selection = selection;
+    selection.streams = selection
+        .streams
+        .into_iter()
+        .map(|s| s.in_mode(whole_account))
+        .collect();
     selection.streams.retain(|s| match s.spec.opt_in {
         Some(OptIn::MessageEvents) if !config.message_events => {
             skipped_opt_in.push(s.spec.name);
@@ -258,6 +282,7 @@ pub fn read<W: Write>(
         now: rt.now,
         retry_base: rt.retry_base,
         progress_every: rt.progress_every,
+        servers,
     };
     check_state(&mut plan, inputs.state, out)?;
     let outcome = sync::run(&plan, out)?;

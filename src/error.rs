@@ -40,6 +40,9 @@ pub enum Error {
     Input { what: String, message: String },
     /// Postmark rejected the token (HTTP 401 or ErrorCode 10).
     Unauthorized { context: String, message: String },
+    /// Whole-account mode: Postmark rejected a server's own token (taken from the
+    /// account's server list): only that server fails.
+    ServerRejected { context: String, message: String },
     /// Postmark rejected the request (HTTP 4xx other than 401/429).
     Rejected {
         context: String,
@@ -78,9 +81,10 @@ impl Error {
 
     pub fn failure_type(&self) -> FailureType {
         match self {
-            Error::Usage(_) | Error::Input { .. } | Error::Unauthorized { .. } => {
-                FailureType::Config
-            }
+            Error::Usage(_)
+            | Error::Input { .. }
+            | Error::Unauthorized { .. }
+            | Error::ServerRejected { .. } => FailureType::Config,
             Error::Unavailable { .. } | Error::Unsettled { .. } => FailureType::Transient,
             // Forbidden, not found, proxy authentication: the token's rights or 'base_url'.
             Error::Rejected {
@@ -99,6 +103,63 @@ impl Error {
     /// reports FAILED and exits 0 rather than failing the process).
     pub fn is_user_fixable(&self) -> bool {
         self.failure_type() == FailureType::Config
+    }
+
+    /// A copy, to report one failure for several streams (a server's message streams could
+    /// not be listed: every stream read per message stream fails with it). `io::Error` has
+    /// no `Clone`: its kind and text are kept.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Usage(m) => Error::Usage(m.clone()),
+            Error::Input { what, message } => Error::input(what.clone(), message.clone()),
+            Error::Unauthorized { context, message } => Error::Unauthorized {
+                context: context.clone(),
+                message: message.clone(),
+            },
+            Error::ServerRejected { context, message } => Error::ServerRejected {
+                context: context.clone(),
+                message: message.clone(),
+            },
+            Error::Rejected {
+                context,
+                status,
+                code,
+                message,
+            } => Error::Rejected {
+                context: context.clone(),
+                status: *status,
+                code: *code,
+                message: message.clone(),
+            },
+            Error::Unavailable {
+                context,
+                attempts,
+                last,
+                server,
+            } => Error::Unavailable {
+                context: context.clone(),
+                attempts: *attempts,
+                last: last.clone(),
+                server: *server,
+            },
+            Error::UnexpectedResponse { context, detail } => Error::UnexpectedResponse {
+                context: context.clone(),
+                detail: detail.clone(),
+            },
+            Error::UnreachableRows { stream, rows } => Error::UnreachableRows {
+                stream: stream.clone(),
+                rows: *rows,
+            },
+            Error::Unsettled { stream, detail } => Error::Unsettled {
+                stream: stream.clone(),
+                detail: detail.clone(),
+            },
+            Error::Internal { context, detail } => Error::Internal {
+                context: context.clone(),
+                detail: detail.clone(),
+            },
+            Error::Stdout(e) => Error::Stdout(io::Error::new(e.kind(), e.to_string())),
+        }
     }
 
     /// A closed stdout (`| head`) is a normal way for a run to end.
@@ -138,6 +199,13 @@ impl fmt::Display for Error {
                 "postmark rejected the server token while {context} ({message}); \
                  use a Server API token (Postmark: Servers → your server → API Tokens), \
                  not an Account token, in 'server_token'"
+            ),
+            Error::ServerRejected { context, message } => write!(
+                f,
+                "postmark rejected the server's own token while {context} ({message}); the \
+                 connector takes it from the account's server list (the first of the server's \
+                 ApiTokens), so it was probably revoked or rotated: give the server a valid API \
+                 token in Postmark, or leave the server out with 'servers'"
             ),
             Error::Rejected {
                 context,

@@ -250,7 +250,11 @@ impl<W: Write> Emitter<W> {
                 }))
             }
             Protocol::Singer => {
-                eprintln!("CRITICAL {message}");
+                // Named by stream, as the Airbyte error is (several may fail with one cause).
+                match stream {
+                    Some(s) => eprintln!("CRITICAL stream '{s}': {message}"),
+                    None => eprintln!("CRITICAL {message}"),
+                }
                 Ok(())
             }
         }

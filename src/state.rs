@@ -49,6 +49,8 @@ impl StreamCursor {
 #[derive(Debug, Default, Clone)]
 pub struct InputState {
     pub cursors: BTreeMap<String, StreamCursor>,
+    /// Whole-account mode: per stream, each server's cursor (`{"servers": {"<ID>": {...}}}`).
+    pub server_cursors: BTreeMap<String, BTreeMap<u64, StreamCursor>>,
     /// Singer bookmarks of streams this run does not touch, carried into every STATE so
     /// the stored state never loses them.
     pub other_bookmarks: Map<String, Value>,
@@ -97,7 +99,12 @@ pub fn parse(value: &Value) -> Result<InputState, String> {
     for (name, stream_state) in per_stream {
         match streams::find(&name) {
             Some(spec) if spec.is_incremental() => {
-                if let Some(c) = parse_stream_state(&name, spec.cursor_field(), &stream_state)? {
+                let servers = parse_server_cursors(&name, spec.cursor_field(), &stream_state)?;
+                if !servers.is_empty() {
+                    state.server_cursors.insert(name.clone(), servers);
+                }
+                let label = format!("stream '{name}'");
+                if let Some(c) = parse_stream_state(&label, spec.cursor_field(), &stream_state)? {
                     state.cursors.insert(name, c);
                 }
             }
@@ -157,8 +164,39 @@ fn collect_airbyte_message(
 }
 
 /// `None` means "no state for this stream" (absent, null or `{}`: a reset).
-fn parse_stream_state(
+/// Whole-account state: `"servers": {"1234567": {"synced_until": ...}, ...}`, keys server IDs.
+fn parse_server_cursors(
     name: &str,
+    cursor_field: Option<&str>,
+    v: &Value,
+) -> Result<BTreeMap<u64, StreamCursor>, String> {
+    let mut out = BTreeMap::new();
+    let Some(servers) = v.get("servers") else {
+        return Ok(out);
+    };
+    let Some(servers) = servers.as_object() else {
+        return Err(format!(
+            "stream '{name}': \"servers\" must be an object of server ID → state, such as \
+             {{\"1234567\": {{\"synced_until\": \"2026-11-20T00:00:00Z\"}}}}"
+        ));
+    };
+    for (id, entry) in servers {
+        let Ok(n) = id.parse::<u64>() else {
+            return Err(format!(
+                "stream '{name}': \"servers\" has the key \"{id}\", which is not a server ID \
+                 (a whole number such as \"1234567\"); remove the entry"
+            ));
+        };
+        let label = format!("stream '{name}' (server {n})");
+        if let Some(c) = parse_stream_state(&label, cursor_field, entry)? {
+            out.insert(n, c);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_stream_state(
+    label: &str,
     cursor_field: Option<&str>,
     v: &Value,
 ) -> Result<Option<StreamCursor>, String> {
@@ -167,7 +205,7 @@ fn parse_stream_state(
         Value::Object(o) => o,
         _ => {
             return Err(format!(
-                "stream '{name}': state must be an object such as {{\"synced_until\": \"2026-11-20T00:00:00Z\"}}"
+                "{label}: state must be an object such as {{\"synced_until\": \"2026-11-20T00:00:00Z\"}}"
             ))
         }
     };
@@ -177,17 +215,19 @@ fn parse_stream_state(
         return Ok(None);
     };
     let text = raw.as_str().ok_or_else(|| {
-        format!("stream '{name}': field '{field}' must be an RFC 3339 string such as \"2026-11-20T00:00:00Z\"")
+        format!(
+            "{label}: field '{field}' must be an RFC 3339 string such as \"2026-11-20T00:00:00Z\""
+        )
     })?;
     let t = DateTime::parse_from_rfc3339(text)
         .map_err(|e| {
-            format!("stream '{name}': field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
+            format!("{label}: field '{field}' is \"{text}\" ({e}); expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\"")
         })?
         .with_timezone(&Utc);
     // The STATE written back must parse again: RFC 3339 years are 0000–9999 (found by fuzzing).
     if !(0..=9999).contains(&t.year()) {
         return Err(format!(
-            "stream '{name}': field '{field}' is \"{text}\", outside the years 0000 to 9999 in UTC; expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\""
+            "{label}: field '{field}' is \"{text}\", outside the years 0000 to 9999 in UTC; expected an RFC 3339 date-time such as \"2026-11-20T00:00:00Z\""
         ));
     }
     let in_progress = obj
@@ -216,14 +256,24 @@ pub fn sanitize(
 ) -> Result<Vec<String>, String> {
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut warnings = Vec::new();
+    let mut all: Vec<(String, &mut StreamCursor)> = Vec::new();
     for (name, cursor) in state.cursors.iter_mut() {
-        if !read.contains(&name.as_str()) {
-            continue;
+        if read.contains(&name.as_str()) {
+            all.push((format!("stream '{name}'"), cursor));
         }
+    }
+    for (name, servers) in state.server_cursors.iter_mut() {
+        if read.contains(&name.as_str()) {
+            for (id, cursor) in servers.iter_mut() {
+                all.push((format!("stream '{name}' (server {id})"), cursor));
+            }
+        }
+    }
+    for (label, cursor) in all {
         let at = cursor.synced_until;
         if at > now {
             return Err(format!(
-                "stream '{name}': 'synced_until' {} is in the future (this sync starts at {}); \
+                "{label}: 'synced_until' {} is in the future (this sync starts at {}); \
                  the state was written with a wrong clock or edited; reset the stream or fix the state",
                 fmt(at),
                 fmt(now)
@@ -231,7 +281,7 @@ pub fn sanitize(
         }
         if at > end {
             warnings.push(format!(
-                "stream '{name}': 'synced_until' {} is after this sync's end {} \
+                "{label}: 'synced_until' {} is after this sync's end {} \
                  (window_lag_seconds before its start); continuing from {}",
                 fmt(at),
                 fmt(end),
@@ -240,7 +290,7 @@ pub fn sanitize(
             cursor.synced_until = end;
         } else if at < floor {
             warnings.push(format!(
-                "stream '{name}': 'synced_until' {} is older than {} (the start date or the \
+                "{label}: 'synced_until' {} is older than {} (the start date or the \
                  longest Postmark retention); reading from {}: Postmark holds nothing older",
                 fmt(at),
                 fmt(floor),

@@ -143,6 +143,9 @@ pub enum Cursor {
     Day(&'static str),
 }
 
+/// Added to every record of a server stream in whole-account mode: the server's ID.
+pub const SERVER_ID: &str = "ServerID";
+
 /// Added to every inbound record: Postmark received the message before this instant (and at
 /// or after the start of the same window); a cursor Singer targets can use.
 pub const RECEIVED_BEFORE: &str = "ReceivedBefore";
@@ -180,6 +183,10 @@ pub struct StreamSpec {
     pub fan_out: Option<FanOut>,
     /// Read only when the config switches it on.
     pub opt_in: Option<OptIn>,
+    /// The key is unique across the whole account (Postmark's message, bounce and template
+    /// IDs), not only within one server: in whole-account mode it does not get
+    /// [`SERVER_ID`] prepended.
+    pub global_key: bool,
     /// JSON Schema of a record, from `catalogs/schemas/`.
     pub schema_json: &'static str,
 }
@@ -202,6 +209,7 @@ const BASE: StreamSpec = StreamSpec {
     parts: &[],
     fan_out: None,
     opt_in: None,
+    global_key: false,
     schema_json: "{}",
 };
 
@@ -249,6 +257,55 @@ impl StreamSpec {
     /// Is `field` part of the primary key?
     pub fn is_key(&self, field: &str) -> bool {
         self.primary_key.contains(&field)
+    }
+
+    /// Is this stream read once per server of the account in whole-account mode (and its
+    /// records stamped with [`SERVER_ID`])?
+    pub fn per_server(&self) -> bool {
+        self.token == Token::Server
+    }
+
+    /// The primary key as announced: in whole-account mode, a key unique only within a
+    /// server gets [`SERVER_ID`] first.
+    pub fn key_in(&self, whole_account: bool) -> Vec<&'static str> {
+        let mut key = Vec::with_capacity(self.primary_key.len() + 1);
+        if whole_account && self.per_server() && !self.global_key {
+            key.push(SERVER_ID);
+        }
+        key.extend_from_slice(self.primary_key);
+        key
+    }
+
+    /// Is `field` part of the key announced in this mode?
+    pub fn is_key_in(&self, field: &str, whole_account: bool) -> bool {
+        self.key_in(whole_account).contains(&field)
+    }
+
+    /// The schema in this mode: whole-account records of server streams carry
+    /// [`SERVER_ID`], the ID of the server they were read from.
+    pub fn schema_in(&self, whole_account: bool) -> serde_json::Value {
+        let mut schema = self.schema();
+        if whole_account && self.per_server() {
+            if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                props.insert(
+                    SERVER_ID.to_string(),
+                    serde_json::json!({
+                        "type": "integer",
+                        "description": "The ID of the Postmark server this record was read from (whole-account mode)."
+                    }),
+                );
+            }
+        }
+        schema
+    }
+
+    /// Property names in this mode.
+    pub fn property_names_in(&self, whole_account: bool) -> Vec<String> {
+        self.schema_in(whole_account)
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn schema(&self) -> serde_json::Value {
@@ -312,6 +369,7 @@ const BOUNCE_TYPES: &[&str] = &[
 pub const STREAMS: &[StreamSpec] = &[
     StreamSpec {
         name: "messages_outbound",
+        global_key: true,
         path: "/messages/outbound",
         envelope: Envelope::List("Messages"),
         primary_key: &["MessageID"],
@@ -324,6 +382,7 @@ pub const STREAMS: &[StreamSpec] = &[
     },
     StreamSpec {
         name: "messages_inbound",
+        global_key: true,
         path: "/messages/inbound",
         envelope: Envelope::List("InboundMessages"),
         primary_key: &["MessageID"],
@@ -335,6 +394,7 @@ pub const STREAMS: &[StreamSpec] = &[
     },
     StreamSpec {
         name: "bounces",
+        global_key: true,
         path: "/bounces",
         envelope: Envelope::List("Bounces"),
         primary_key: &["ID"],
@@ -347,6 +407,7 @@ pub const STREAMS: &[StreamSpec] = &[
     },
     StreamSpec {
         name: "templates",
+        global_key: true,
         path: "/templates",
         envelope: Envelope::List("Templates"),
         primary_key: &["TemplateId"],
@@ -500,6 +561,7 @@ pub const STREAMS: &[StreamSpec] = &[
     },
     StreamSpec {
         name: "message_events",
+        global_key: true,
         path: "/messages/outbound",
         envelope: Envelope::List("Messages"),
         primary_key: &["MessageID", "Recipient", "Type", "ReceivedAt"],
@@ -566,6 +628,8 @@ const EVENTS: StreamSpec = StreamSpec {
     partitioning: Partitioning::OutboundStreams,
     paging: Paging::CountOffset,
     added: &[Added::Partition("MessageStream")],
+    // Events of a message: the MessageID is unique across the account.
+    global_key: true,
     ..BASE
 };
 

@@ -96,8 +96,10 @@ pub struct ConfigSpec {
     pub server_token: Option<Secret>,
 
     /// Account API token (Postmark: Account → API Tokens; only the account owner sees it):
-    /// reads the account streams `servers`, `domains` and `sender_signatures`. Sent only to
-    /// the account endpoints, never with a server request.
+    /// reads the account streams `servers`, `domains` and `sender_signatures`, and every
+    /// server stream of every selected server, each with the server's own token from the
+    /// account's server list (records then carry `ServerID`). Sent only to the account
+    /// endpoints, never with a server request.
     #[serde(default)]
     #[schemars(
         title = "Account API token",

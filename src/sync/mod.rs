@@ -47,6 +47,9 @@ pub struct ReadPlan {
     pub retry_base: std::time::Duration,
     /// How often running streams log their progress.
     pub progress_every: std::time::Duration,
+    /// Whole-account mode (an account token): the selected servers of the account, each
+    /// read with its own token; empty with only a server token.
+    pub servers: Vec<crate::account::Server>,
 }
 
 /// What a finished read reports besides its output: a stream failure that has already been
@@ -63,25 +66,44 @@ impl ReadPlan {
         eastern::snap_boundary(windows::floor_second(self.now - self.config.window_lag))
     }
 
-    /// Where a time-based stream starts reading.
-    pub fn range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
+    /// Whole-account mode: server streams are read once per selected server.
+    pub fn whole_account(&self) -> bool {
+        self.config.account_token.is_some()
+    }
+
+    /// The saved cursor a stream (of one server, in whole-account mode) continues from,
+    /// if the stream is read incrementally.
+    pub fn cursor(
+        &self,
+        selected: &SelectedStream,
+        server: Option<u64>,
+    ) -> Option<&crate::state::StreamCursor> {
+        if !selected.incremental {
+            return None;
+        }
+        let name = selected.spec.name;
+        match server {
+            None => self.state.cursors.get(name),
+            Some(id) => self.state.server_cursors.get(name).and_then(|m| m.get(&id)),
+        }
+    }
+
+    /// Where a time-based stream (of one server, in whole-account mode) starts reading.
+    pub fn range_start(&self, selected: &SelectedStream, server: Option<u64>) -> DateTime<Utc> {
+        let cursor = self.cursor(selected, server);
         if let Cursor::Day(_) = selected.spec.cursor {
-            return self.day_range_start(selected);
+            return self.day_range_start(cursor);
         }
         // Nothing older than the longest retention exists for messages and events.
         let oldest = self.now - Duration::days(MAX_RETENTION_DAYS);
         eastern::snap_boundary(windows::floor_second(
-            self.time_range_start(selected).max(oldest),
+            self.time_range_start(cursor).max(oldest),
         ))
     }
 
     /// Statistics: from `start_date` (however old; default 365 days) on a first sync; from
     /// `stats_lookback_days` before the saved cursor afterwards.
-    fn day_range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
-        let cursor = selected
-            .incremental
-            .then(|| self.state.cursors.get(selected.spec.name))
-            .flatten();
+    fn day_range_start(&self, cursor: Option<&crate::state::StreamCursor>) -> DateTime<Utc> {
         let start = match cursor {
             Some(c) if c.in_progress => c.synced_until,
             Some(c) => c.synced_until - Duration::days(self.config.stats_lookback_days),
@@ -97,12 +119,7 @@ impl ReadPlan {
             .map_or(start, |t| t.and_utc())
     }
 
-    fn time_range_start(&self, selected: &SelectedStream) -> DateTime<Utc> {
-        let cursor = if selected.incremental {
-            self.state.cursors.get(selected.spec.name)
-        } else {
-            None
-        };
+    fn time_range_start(&self, cursor: Option<&crate::state::StreamCursor>) -> DateTime<Utc> {
         match cursor {
             Some(c) => {
                 // A checkpoint from an interrupted run resumes exactly; a completed run's

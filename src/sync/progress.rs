@@ -83,20 +83,27 @@ pub fn eta(share_done: f64, elapsed_secs: f64) -> String {
 
 /// One summary table of every stream: the last thing a sync logs.
 pub fn summary_table(rows: &[(String, u64, u64, f64, u64, &str)], warnings: u64) -> String {
+    // As wide as the longest name (`opens of server 1234567 "Acme Production"`).
+    let w = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
     let mut text = format!(
-        "sync summary:\n{:<20} {:>10} {:>9} {:>9} {:>8}  {}",
+        "sync summary:\n{:<w$} {:>10} {:>9} {:>9} {:>8}  {}",
         "stream", "records", "requests", "time s", "warnings", "result"
     );
     let (mut records, mut requests) = (0, 0);
-    for (name, r, q, t, w, result) in rows {
+    for (name, r, q, t, wn, result) in rows {
         text.push_str(&format!(
-            "\n{name:<20} {r:>10} {q:>9} {t:>9.1} {w:>8}  {result}"
+            "\n{name:<w$} {r:>10} {q:>9} {t:>9.1} {wn:>8}  {result}"
         ));
         records += r;
         requests += q;
     }
     text.push_str(&format!(
-        "\n{:<20} {records:>10} {requests:>9} {:>9} {warnings:>8}",
+        "\n{:<w$} {records:>10} {requests:>9} {:>9} {warnings:>8}",
         "total", ""
     ));
     text

@@ -20,8 +20,30 @@ pub enum Phase {
     Failed,
 }
 
+/// Whole-account mode: the server a run reads.
+#[derive(Debug, Clone)]
+pub struct RunServer {
+    /// Index of the server's token in the client ([`crate::client::Request::server`]).
+    pub slot: usize,
+    pub id: u64,
+    /// `server 1234567 "Acme Production"`.
+    pub label: String,
+    /// The ID as raw JSON, written into every record as `ServerID`.
+    pub id_json: String,
+}
+
+/// One stream of one server (whole-account mode), or one stream.
 pub struct StreamRun {
     pub selected: SelectedStream,
+    /// Whole-account mode: the server this run reads with its own token.
+    pub server: Option<RunServer>,
+    /// Index of the output stream this run belongs to (runs of one stream share its
+    /// statuses and its STATE).
+    pub group: usize,
+    /// The cursor this run's server continues from (as read from the state).
+    pub input_cursor: Option<StreamCursor>,
+    /// The run's final state value, once it completed.
+    pub final_value: Option<Value>,
     pub shaper: Shaper,
     /// `messagestream` values to query; `[None]` when the stream is not partitioned.
     pub partitions: Vec<Option<String>>,
@@ -75,6 +97,10 @@ impl StreamRun {
         let shaper = Shaper::for_stream(selected.spec, selected.excluded_fields.clone());
         StreamRun {
             selected,
+            server: None,
+            group: 0,
+            input_cursor: None,
+            final_value: None,
             shaper,
             partitions,
             range: None,
@@ -113,6 +139,27 @@ impl StreamRun {
 
     pub fn name(&self) -> &'static str {
         self.selected.spec.name
+    }
+
+    /// The stream's name, with its server in whole-account mode, for logs.
+    pub fn label(&self) -> String {
+        match &self.server {
+            Some(s) => format!("{} of {}", self.name(), s.label),
+            None => self.name().to_string(),
+        }
+    }
+
+    /// This run's entry in its stream's whole-account state: its final value once complete,
+    /// else its last checkpoint, else the cursor it started from.
+    pub fn state_entry(&self) -> Option<Value> {
+        if self.phase == Phase::Done {
+            return self.final_value.clone();
+        }
+        let checkpoint = self.last_state_cursor.map(|c| StreamCursor {
+            synced_until: c,
+            in_progress: true,
+        });
+        checkpoint.or(self.input_cursor).map(StreamCursor::to_value)
     }
 
     /// The checkpoint to emit now, if the frontier moved past the last one.
@@ -175,11 +222,11 @@ impl StreamRun {
         match self.range {
             Some((s, e)) => format!(
                 "{}: starting {mode} sync of [{}, {}){over}",
-                self.name(),
+                self.label(),
                 fmt_time(s),
                 fmt_time(e)
             ),
-            None => format!("{}: starting {mode} sync{over}", self.name()),
+            None => format!("{}: starting {mode} sync{over}", self.label()),
         }
     }
 
@@ -209,7 +256,7 @@ impl StreamRun {
         let share = self.share_done();
         format!(
             "{}: {} records, {:.0}% of the range done, {}; {} pages, {} windows done{until}, {:.1} s",
-            self.name(),
+            self.label(),
             self.records,
             share * 100.0,
             super::progress::eta(share, self.elapsed()),
@@ -226,7 +273,7 @@ impl StreamRun {
             .unwrap_or_default();
         format!(
             "{}: finished: {} records, {} pages, {} requests, {} windows in {:.1} s{until}{}",
-            self.name(),
+            self.label(),
             self.records,
             self.pages,
             self.requests,

@@ -62,8 +62,8 @@ fn sorted_by_id(mut v: Vec<Value>) -> Vec<Value> {
 }
 
 #[test]
-fn with_only_an_account_token_airbyte_discovers_and_reads_the_account_streams_as_the_fake_has_them()
-{
+fn with_only_an_account_token_airbyte_discovers_every_stream_and_reads_the_account_streams_as_the_fake_has_them(
+) {
     let fake = three_servers();
     let s = Scratch::new("account-airbyte");
     let cfg = config(&s, &fake, json!({ "account_token": ACCOUNT_TOKEN }));
@@ -77,7 +77,18 @@ fn with_only_an_account_token_airbyte_discovers_and_reads_the_account_streams_as
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, account_streams());
+    // Whole-account mode: the server streams are read per server of the account.
+    let mut expected = all_streams();
+    expected.extend(account_streams());
+    assert_eq!(names, expected);
+    let account: Vec<Value> = catalog["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| account_streams().contains(&s["name"].as_str().unwrap()))
+        .cloned()
+        .collect();
+    let catalog = &json!({ "streams": account });
     let servers_schema = &catalog["streams"][0]["json_schema"]["properties"]["ApiTokens"];
     assert!(
         servers_schema["description"]
@@ -119,6 +130,7 @@ fn with_only_an_account_token_airbyte_discovers_and_reads_the_account_streams_as
 
 #[test]
 fn with_only_an_account_token_a_singer_sync_emits_the_account_streams_and_no_token() {
+    // (Every server's streams in the same sync: tests/it/whole_account.rs.)
     let fake = three_servers();
     let s = Scratch::new("account-singer");
     let cfg = config(
@@ -134,7 +146,9 @@ fn with_only_an_account_token_a_singer_sync_emits_the_account_streams_and_no_tok
         .iter()
         .map(|s| s["tap_stream_id"].as_str().unwrap())
         .collect();
-    assert_eq!(names, account_streams());
+    let mut expected = all_streams();
+    expected.extend(account_streams());
+    assert_eq!(names, expected);
     let sync = run(&["--config", &cfg]);
     assert_eq!(sync.code, 0, "{}", sync.stderr);
     for stream in account_streams() {
@@ -193,15 +207,21 @@ fn with_both_tokens_each_goes_only_to_its_own_endpoints() {
         &read.keys("domains"),
         &fake.truth("domains", None),
     );
-    assert_exactly(
-        "templates",
-        &read.keys("templates"),
-        &fake.truth("templates", None),
-    );
+    // With the account token, every server's templates are read with its own token.
+    let templates = read.records()["templates"].clone();
+    for id in [1234567u64, 1235678, 1236789] {
+        let keys: Vec<String> = templates
+            .iter()
+            .filter(|r| r["ServerID"] == id)
+            .map(|r| r["TemplateId"].to_string())
+            .collect();
+        let truth = fake.truth_with("templates", &format!("&server={id}"));
+        assert_exactly("templates", &keys, &truth);
+    }
     let requests = fake.requests();
     assert!(requests.iter().any(|r| r["path"] == "/domains"));
     for r in &requests {
-        let account = r["path"] == "/domains";
+        let account = r["path"] == "/domains" || r["path"] == "/servers";
         assert_eq!(r["account_token"], account, "{r}");
         assert_eq!(r["server_token"], !account, "{r}");
     }

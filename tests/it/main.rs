@@ -23,4 +23,5 @@ mod resilience;
 mod secrets;
 mod singer;
 mod state_sanity;
+mod whole_account;
 mod windows;

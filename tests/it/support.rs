@@ -149,6 +149,44 @@ impl Fake {
         .collect()
     }
 
+    /// Like [`Fake::truth`] for one server of the account (`&server=ID`).
+    pub fn truth_on(&self, server: u64, stream: &str, range: Option<(&str, &str)>) -> Vec<String> {
+        let mut q = format!("/__fake/truth?stream={stream}&server={server}");
+        if let Some((f, t)) = range {
+            q.push_str(&format!("&from={f}&to={t}"));
+        }
+        self.control("GET", &q)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `count` records of `stream` arrive on one server of the account, from `at` on.
+    pub fn arrive_on(&self, server: u64, stream: &str, count: u32, at: &str) {
+        let body = self.control(
+            "POST",
+            &format!("/__fake/arrive?stream={stream}&count={count}&at={at}&server={server}"),
+        );
+        let v: Value = serde_json::from_str(&body).expect("arrive answer");
+        assert_eq!(v["added"], count, "{body}");
+    }
+
+    /// That server's token is refused (401) from now on.
+    pub fn revoke(&self, server: u64) {
+        let body = self.control("POST", &format!("/__fake/revoke?server={server}"));
+        assert!(body.contains(&server.to_string()), "{body}");
+    }
+
+    /// A new server joins the account; its ID.
+    pub fn add_server(&self) -> u64 {
+        let body = self.control("POST", "/__fake/add-server");
+        let v: Value = serde_json::from_str(&body).expect("add-server answer");
+        v["ID"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no ID in {body}"))
+    }
+
     pub fn stats(&self) -> Value {
         serde_json::from_str(&self.control("GET", "/__fake/stats")).expect("stats JSON")
     }

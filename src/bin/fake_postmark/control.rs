@@ -301,6 +301,11 @@ pub fn add_server<'a>(first: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<
     )
 }
 
+/// `POST /__fake/faults?path=P&status=S[&count=N][&retry_after=SECS][&delay_ms=MS]
+/// [&error_code=C][&offset=O]`: the next N requests of route P answer S (0 = the connection
+/// is dropped), with `ErrorCode` C in the body if given (422 with 701: the message is gone);
+/// with `offset`, only requests asking that offset (absent = 0) do, e.g. a message's second
+/// page of events.
 fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static>, String> {
     let path = req
         .param("path")
@@ -316,11 +321,16 @@ fn faults(app: &App, req: &Request, out: &mut Vec<u8>) -> Result<Outcome<'static
         status,
         retry_after: num(req, "retry_after")?,
         delay_ms: num(req, "delay_ms")?.unwrap_or(0),
+        error_code: num(req, "error_code")?,
     };
-    let pending = app.ctl.queue_faults(&route, fault, count);
+    let key = match num::<u64>(req, "offset")? {
+        Some(o) => crate::stats::page_key(&route, o),
+        None => route,
+    };
+    let pending = app.ctl.queue_faults(&key, fault, count);
     Ok(reply(
         out,
-        json!({ "path": route, "queued": count, "pending": pending }),
+        json!({ "path": key, "queued": count, "pending": pending }),
     ))
 }
 

@@ -917,3 +917,56 @@ fn servers_differ_in_their_message_streams() {
         );
     }
 }
+
+#[test]
+fn a_hot_message_pages_its_events_by_count_and_offset_up_to_the_cap() {
+    let a = app(&[
+        "--outbound",
+        "300",
+        "--opens",
+        "100",
+        "--clicks",
+        "50",
+        "--hot-message-events",
+        "10600",
+    ]);
+    // The hot message is the one with the most opens in the truth.
+    let mut per_message: std::collections::HashMap<String, usize> = Default::default();
+    for k in lines(&a, "stream=opens") {
+        let key: Value = serde_json::from_str(&k).expect("a composite key");
+        let id = key[0].as_str().unwrap_or_default().to_string();
+        *per_message.entry(id).or_default() += 1;
+    }
+    let (id, n) = per_message
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .expect("opens");
+    assert!(n >= 10_600, "{n}");
+    let mut seen = HashSet::new();
+    let mut last: Option<String> = None;
+    for offset in (0..10_000).step_by(500) {
+        let page = get(
+            &a,
+            &format!("/messages/outbound/opens/{id}?count=500&offset={offset}"),
+        );
+        assert_eq!(page["TotalCount"].as_u64(), Some(n as u64));
+        let opens = page["Opens"].as_array().cloned().unwrap_or_default();
+        assert_eq!(opens.len(), 500, "offset {offset}");
+        for o in &opens {
+            assert_eq!(o["MessageID"], id.as_str());
+            let at = o["ReceivedAt"].as_str().unwrap_or_default().to_string();
+            let key = format!("{}|{at}", o["Recipient"]);
+            assert!(seen.insert(key), "offset {offset}: an open twice");
+            last = Some(at);
+        }
+    }
+    assert!(last.is_some());
+    // Count + offset past 10,000 is refused, as by Postmark, and counted as a cap violation.
+    let (status, v) = err_code(
+        &a,
+        &format!("/messages/outbound/opens/{id}?count=500&offset=9600"),
+    );
+    assert_eq!((status, v["ErrorCode"].as_u64()), (422, Some(700)));
+    let clicks = get(&a, &format!("/messages/outbound/clicks/{id}?count=1"));
+    assert!(clicks["TotalCount"].as_u64().unwrap_or_default() >= 10_600 / 3);
+}

@@ -332,19 +332,52 @@ fn candidates(out: &Inner, click: bool, only: Option<usize>, before: i64) -> Vec
     c
 }
 
+/// The message `--hot-message-events` piles its events on: the first `outbound` message
+/// sent at or after `from` that can have both opens and clicks.
+pub fn hot_message(out: &Inner, from: i64) -> Option<(i64, u64, u8)> {
+    out.streams[S_OUTBOUND]
+        .iter()
+        .find(|r| r.t >= from && eligible(r.id, r.kind, false) && eligible(r.id, r.kind, true))
+        .map(|r| (r.t, r.id, S_OUTBOUND as u8))
+}
+
+/// The longest time the events of the hot message are spread over after it was sent.
+const HOT_SPREAD: i64 = DAY * TICKS_PER_SEC;
+
+/// `n` events of message `m`, evenly spread over the day after it was sent (at most half
+/// the time left before `limit`), newest before `limit`, profiles drawn as usual.
+fn hot_events(m: (i64, u64, u8), n: usize, click: bool, limit: i64, seed: u64) -> Vec<Ev> {
+    let start = m.0 + 3 * TICKS_PER_SEC;
+    let span = ((limit - start) / 2).clamp(0, HOT_SPREAD);
+    let salt = if click { 0x407c_0000 } else { 0x4070_0000 };
+    (0..n as u64)
+        .map(|i| {
+            let t = start + (i128::from(span) * i128::from(i) / n as i128) as i64;
+            make_ev(m, mix(seed ^ salt ^ (3 << 40) ^ i), Some(t), limit, click)
+        })
+        .collect()
+}
+
 /// Generates `n` events over all eligible messages plus `extra` on messages of the
-/// `outbound` stream only, each after its message and before `limit`.
+/// `outbound` stream only, each after its message and before `limit`, plus `hot.0` events
+/// on the hot message (see [`hot_message`]) sent at or after `hot.1`.
 pub fn generate(
     out: &Inner,
     n: usize,
     extra: (usize, bool),
+    hot: (usize, i64),
     click: bool,
     limit: i64,
     seed: u64,
 ) -> Events {
     let (extra, one_platform) = extra;
     let salt = if click { 0xc11c_0000 } else { 0x0be0_0000 };
-    let mut evs = Vec::with_capacity(n + extra);
+    let mut evs = Vec::with_capacity(n + extra + hot.0);
+    if hot.0 > 0 {
+        if let Some(m) = hot_message(out, hot.1) {
+            evs.extend(hot_events(m, hot.0, click, limit, seed));
+        }
+    }
     for (count, only, tag) in [(n, None, 0u64), (extra, Some(S_OUTBOUND), 1 << 40)] {
         let cands = candidates(out, click, only, limit);
         if cands.is_empty() {

@@ -86,6 +86,11 @@ pub struct Cli {
     /// Click events over link-tracked `Sent` outbound messages (default: --outbound / 2).
     #[arg(long)]
     clicks: Option<usize>,
+    /// One tracked `outbound` message (the first sent at least an hour after the data start
+    /// that tracks opens and links) gets N more opens and N / 3 more clicks, spread over the
+    /// day after it was sent: its per-message endpoints page past 500 (to the 10,000 cap).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    hot_message_events: u64,
     /// Whether /messages/outbound/opens and /clicks apply fromdate/todate (honoured, like
     /// the message search) or accept and ignore them (ignored). Real behaviour is unconfirmed.
     #[arg(long, value_enum, default_value_t = DateFilterMode::Honoured)]
@@ -347,10 +352,14 @@ impl App {
         let limit = now - 60 * TICKS_PER_SEC;
         let n_opens = cli.opens.unwrap_or(cli.outbound * 3 / 2);
         let n_clicks = cli.clicks.unwrap_or(cli.outbound / 2);
+        let data_start = now - i64::from(cli.days) * eastern::DAY * TICKS_PER_SEC;
+        let hot = cli.hot_message_events as usize;
+        let hot_from = data_start + 3600 * TICKS_PER_SEC;
         let opens = events::generate(
             &outbound,
             n_opens,
             (if many { 12_000 } else { 0 }, one),
+            (hot, hot_from),
             false,
             limit,
             seed,
@@ -359,11 +368,11 @@ impl App {
             &outbound,
             n_clicks,
             (if many { 11_000 } else { 0 }, one),
+            (hot / 3, hot_from),
             true,
             limit,
             seed,
         );
-        let data_start = now - i64::from(cli.days) * eastern::DAY * TICKS_PER_SEC;
         let daily = {
             let (o, c) = (opens.read(), clicks.read());
             let all = |g: &events::EvData| -> Vec<events::Ev> {

@@ -107,10 +107,12 @@ fn connection(account: &Arc<App>, stream: TcpStream) {
             &body
         };
         let keep = req.keep_alive && !exit;
-        let written = http::write_response(&mut w, &head, payload, keep);
+        // Logged before the answer is sent: a client that has its answer finds the request
+        // in `/__fake/requests` (logging after writing raced with tests under load).
         if is_api {
             app.ctl.end_on(&req, head.status, app.server_id);
         }
+        let written = http::write_response(&mut w, &head, payload, keep);
         log(app, &req, head.status, started);
         if exit {
             std::process::exit(0);
@@ -140,7 +142,9 @@ fn api_request(app: &App, req: &Request, out: &mut Vec<u8>) -> Outcome<'static> 
     if app.cfg.arrivals_per_request > 0 && route == "/messages/outbound" {
         app.arrive_live(app.cfg.arrivals_per_request);
     }
-    let fault = app.ctl.take_fault(&route, n, &app.periodic);
+    let fault = app
+        .ctl
+        .take_fault(&route, req.param("offset"), n, &app.periodic);
     if fault.as_ref().is_some_and(|f| f.status == 0) {
         return Outcome::Drop;
     }

@@ -16,11 +16,14 @@ use crate::http::{Head, Request};
 const MAX_LOG: usize = 200_000;
 
 /// A scripted or periodic fault. Status 0 drops the connection without an answer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Fault {
     pub status: u16,
     pub retry_after: Option<u64>,
     pub delay_ms: u64,
+    /// The `ErrorCode` of the JSON body instead of the one derived from the status (e.g.
+    /// 422 with 701: the message is gone).
+    pub error_code: Option<u32>,
 }
 
 #[derive(Default)]
@@ -106,24 +109,40 @@ impl Control {
         lock(&self.stats).cap_violations += 1;
     }
 
-    /// The fault to apply to request number `n` on `route`, if any: scripted faults first,
-    /// then `--drop-every`, then `--fail-every`.
-    pub fn take_fault(&self, route: &str, n: u64, p: &Periodic) -> Option<Fault> {
-        let scripted = lock(&self.faults)
-            .get_mut(route)
-            .and_then(VecDeque::pop_front);
+    /// The fault to apply to request number `n` on `route` (asking `offset`, if given), if
+    /// any: scripted faults first (those for this offset, then those for any request of the
+    /// route), then `--drop-every`, then `--fail-every`.
+    pub fn take_fault(
+        &self,
+        route: &str,
+        offset: Option<&str>,
+        n: u64,
+        p: &Periodic,
+    ) -> Option<Fault> {
+        let scripted = {
+            let mut map = lock(&self.faults);
+            if map.is_empty() {
+                None
+            } else {
+                let o = offset
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                map.get_mut(&page_key(route, o))
+                    .and_then(VecDeque::pop_front)
+                    .or_else(|| map.get_mut(route).and_then(VecDeque::pop_front))
+            }
+        };
         let f = scripted.or_else(|| {
             if p.drop_every > 0 && n.is_multiple_of(p.drop_every) {
                 Some(Fault {
                     status: 0,
-                    retry_after: None,
-                    delay_ms: 0,
+                    ..Fault::default()
                 })
             } else if p.fail_every > 0 && n.is_multiple_of(p.fail_every) {
                 Some(Fault {
                     status: p.fail_status,
                     retry_after: p.retry_after,
-                    delay_ms: 0,
+                    ..Fault::default()
                 })
             } else {
                 None
@@ -189,17 +208,24 @@ impl Control {
     }
 }
 
+/// The key of faults scripted for one page (`offset`) of a route.
+pub fn page_key(route: &str, offset: u64) -> String {
+    format!("{route}?offset={offset}")
+}
+
 /// Body of an injected failure response.
 pub fn fault_reply(f: &Fault, out: &mut Vec<u8>) -> Head {
     let mut head = if f.status == 502 {
         out.extend_from_slice(b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n");
         Head::new(502, "text/html")
     } else {
-        let (code, msg) = match f.status {
-            429 => (429, "Rate limit exceeded. Please retry later."),
-            503 => (100, "Maintenance"),
-            s if s >= 500 => (u32::from(s), "Internal server error."),
-            s => (u32::from(s), "Injected fault."),
+        let (code, msg) = match (f.status, f.error_code) {
+            (_, Some(701)) => (701, "This message was not found."),
+            (_, Some(c)) => (c, "Injected fault."),
+            (429, None) => (429, "Rate limit exceeded. Please retry later."),
+            (503, None) => (100, "Maintenance"),
+            (s, None) if s >= 500 => (u32::from(s), "Internal server error."),
+            (s, None) => (u32::from(s), "Injected fault."),
         };
         crate::api::error(out, f.status, code, msg)
     };
@@ -227,17 +253,33 @@ mod tests {
             "/bounces".into(),
             VecDeque::from([Fault {
                 status: 503,
-                retry_after: None,
-                delay_ms: 0,
+                ..Fault::default()
             }]),
         );
-        assert_eq!(c.take_fault("/bounces", 1, &p).map(|f| f.status), Some(503));
-        assert!(c.take_fault("/bounces", 2, &p).is_none());
         assert_eq!(
-            c.take_fault("/server", 3, &p).map(|f| f.retry_after),
+            c.take_fault("/bounces", None, 1, &p).map(|f| f.status),
+            Some(503)
+        );
+        assert!(c.take_fault("/bounces", None, 2, &p).is_none());
+        // A fault for one page only: other offsets pass, that offset gets it once.
+        let gone = Fault {
+            status: 422,
+            error_code: Some(701),
+            ..Fault::default()
+        };
+        c.queue_faults(&page_key("/bounces", 500), gone, 1);
+        assert!(c.take_fault("/bounces", Some("0"), 4, &p).is_none());
+        assert_eq!(
+            c.take_fault("/bounces", Some("500"), 5, &p)
+                .and_then(|f| f.error_code),
+            Some(701)
+        );
+        assert!(c.take_fault("/bounces", Some("500"), 7, &p).is_none());
+        assert_eq!(
+            c.take_fault("/server", None, 3, &p).map(|f| f.retry_after),
             Some(Some(2))
         );
-        assert_eq!(c.stats_json()["faults_injected"], 2);
+        assert_eq!(c.stats_json()["faults_injected"], 3);
     }
 
     #[test]
@@ -246,8 +288,7 @@ mod tests {
         let h = fault_reply(
             &Fault {
                 status: 502,
-                retry_after: None,
-                delay_ms: 0,
+                ..Fault::default()
             },
             &mut out,
         );
@@ -257,12 +298,24 @@ mod tests {
             &Fault {
                 status: 429,
                 retry_after: Some(1),
-                delay_ms: 0,
+                ..Fault::default()
             },
             &mut out,
         );
         assert_eq!(h.ctype, JSON);
         assert_eq!(h.extra, vec![("Retry-After", "1".to_string())]);
         assert!(serde_json::from_slice::<Value>(&out).is_ok());
+        let mut out = Vec::new();
+        let h = fault_reply(
+            &Fault {
+                status: 422,
+                error_code: Some(701),
+                ..Fault::default()
+            },
+            &mut out,
+        );
+        assert_eq!(h.status, 422);
+        let body: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(body["ErrorCode"], 701);
     }
 }

@@ -894,6 +894,14 @@ impl<W: Write> Engine<'_, '_, W> {
             let (offset, count) = d.page.unwrap_or((0, PAGE_SIZE));
             let next = offset + count;
             let more = total.is_some_and(|t| t > u64::from(next)) && listed as u32 >= count;
+            if more && next_count(next).is_none() {
+                // More events than one query reaches: the oldest are out of reach.
+                self.message_beyond_cap(job.stream, &d.path, total.unwrap_or(0))?;
+                if !self.tasks.contains_key(&job.task) {
+                    // The stream failed on it (`fail_on_unreachable_rows`).
+                    return Ok(());
+                }
+            }
             if let (true, Some(c)) = (more, next_count(next)) {
                 let detail = super::fanout::Detail {
                     path: d.path.clone(),
@@ -925,6 +933,32 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         self.emit_page(&job, &kept, at)?;
         self.page_done(job.task)
+    }
+
+    /// One message has more events than its per-message endpoint reaches (`count + offset`
+    /// stops at 10,000, newest first): its oldest are counted and warned as unreachable, and
+    /// fail the stream under `fail_on_unreachable_rows`.
+    fn message_beyond_cap(&mut self, stream: usize, path: &str, total: u64) -> Result<(), Error> {
+        let rows = total.saturating_sub(u64::from(OFFSET_CAP));
+        let run = &mut self.runs[stream];
+        run.unreachable_rows += rows;
+        let name = run.name();
+        let msg = format!(
+            "{name}: GET {path} counts {total} events; Postmark returns at most 10,000 per \
+             query, so its {rows} oldest events are unreachable (those no other query reached \
+             are not synced)"
+        );
+        self.out.log(Level::Warn, &msg)?;
+        self.out
+            .trace_analytics("postmark_unreachable_rows", &format!("{name}:{rows}"))?;
+        if self.plan.config.fail_on_unreachable_rows {
+            let err = Error::UnreachableRows {
+                stream: name.to_string(),
+                rows,
+            };
+            return self.fail_stream(stream, err);
+        }
+        Ok(())
     }
 
     /// A task completed: if it started a fallback, log what the fallback cost.

@@ -34,6 +34,7 @@ impl Detail {
             path: self.path.clone(),
             query: Vec::new(),
             token: crate::client::Token::Server,
+            server: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::progress::Progress;
-use super::stream::{Phase, StreamRun};
+use super::stream::{Phase, RunServer, StreamRun};
 use super::windows::{Window, PAGE_SIZE};
 use super::{Outcome, ReadPlan};
 use crate::client::Client;
@@ -42,6 +42,9 @@ use pages::KeySet;
 use worker::{build_request, panic_message, spawn_workers, Job, WorkerMsg};
 
 type TaskId = u64;
+/// A server's message streams `(ID, MessageStreamType)`, and how many rows of the list were
+/// not readable message streams.
+type Listing = (Vec<(String, String)>, u64);
 /// Message stream types Postmark documents.
 const KNOWN_STREAM_TYPES: [&str; 3] = ["Transactional", "Broadcasts", "Inbound"];
 /// `(parameter, value)` filters narrowing a query below one second (`status=sent`).
@@ -118,7 +121,8 @@ struct InFlight {
 
 /// Reads every planned stream and writes records and state through `out`.
 pub fn run<W: Write>(plan: &ReadPlan, out: &mut Emitter<W>) -> Result<Outcome, Error> {
-    let client = Arc::new(Client::new(&plan.config, plan.retry_base));
+    let tokens = plan.servers.iter().map(|s| s.token.clone()).collect();
+    let client = Arc::new(Client::new(&plan.config, plan.retry_base).with_server_tokens(tokens));
     for name in &plan.unknown_streams {
         out.log(
             Level::Warn,
@@ -177,11 +181,34 @@ impl TestPanic {
     }
 }
 
+/// One output stream: its runs (one per server in whole-account mode) share its statuses,
+/// its table version and its STATE.
+struct Group {
+    name: &'static str,
+    runs: Vec<usize>,
+    /// STARTED was emitted.
+    announced: bool,
+    /// RUNNING (and SCHEMA) were emitted.
+    started: bool,
+    ended: bool,
+}
+
+/// A server of the account whose list shows no token: it cannot be read.
+fn no_token(s: &RunServer) -> Error {
+    Error::UnexpectedResponse {
+        context: format!("reading {}", s.label),
+        detail: "the account's server list shows no API token for it (ApiTokens is empty); \
+                 give the server an API token in Postmark, or leave it out with 'servers'"
+            .to_string(),
+    }
+}
+
 struct Engine<'p, 'o, W: Write> {
     plan: &'p ReadPlan,
     out: &'o mut Emitter<W>,
     client: Arc<Client>,
     runs: Vec<StreamRun>,
+    groups: Vec<Group>,
     tasks: HashMap<TaskId, Task>,
     next_task: TaskId,
     next_job: u64,
@@ -213,11 +240,19 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         for (name, cursor) in &plan.state.cursors {
             bookmarks.insert(name.clone(), cursor.to_value());
         }
+        for (name, servers) in &plan.state.server_cursors {
+            let entries: serde_json::Map<String, Value> = servers
+                .iter()
+                .map(|(id, c)| (id.to_string(), c.to_value()))
+                .collect();
+            bookmarks.insert(name.clone(), serde_json::json!({ "servers": entries }));
+        }
         let mut engine = Engine {
             plan,
             out,
             client,
             runs: Vec::new(),
+            groups: Vec::new(),
             tasks: HashMap::new(),
             next_task: 0,
             next_job: 0,
@@ -236,76 +271,145 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         Ok(engine)
     }
 
-    /// Builds one run per selected stream and its root tasks.
+    /// Builds one run per selected stream (per selected server of the account for server
+    /// streams in whole-account mode) and its root tasks.
     fn plan_streams(&mut self) -> Result<(), Error> {
+        let whole_account = self.plan.whole_account();
+        let servers: Vec<Option<RunServer>> = if whole_account {
+            self.plan
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(slot, s)| {
+                    Some(RunServer {
+                        slot,
+                        id: s.id,
+                        label: s.label(),
+                        id_json: s.id.to_string(),
+                    })
+                })
+                .collect()
+        } else {
+            vec![None]
+        };
         let needs_partitions = self
             .plan
             .streams
             .iter()
             .any(|s| s.spec.partitioning != Partitioning::None);
-        let (message_streams, unreadable) = if needs_partitions {
-            self.list_message_streams()?
-        } else {
-            (Vec::new(), 0)
-        };
+        // Each server's message streams (one request per server), or why they are unknown.
+        let mut listings: Vec<Result<Listing, Error>> = Vec::new();
+        for server in &servers {
+            let listing = match server {
+                _ if !needs_partitions => Ok((Vec::new(), 0)),
+                Some(s) if self.plan.servers[s.slot].token.is_none() => Err(no_token(s)),
+                _ => self.list_message_streams(server.as_ref()),
+            };
+            if let Err(Error::Stdout(_)) = listing {
+                return listing.map(|_| ());
+            }
+            listings.push(listing);
+        }
         let end = self.plan.range_end();
+        let mut failures: Vec<(usize, Error)> = Vec::new();
         for selected in &self.plan.streams {
             let spec = selected.spec;
-            let partitions: Vec<Option<String>> = match spec.partitioning {
-                Partitioning::None => vec![None],
-                Partitioning::OutboundStreams => message_streams
-                    .iter()
-                    .filter(|(_, kind)| kind != "Inbound")
-                    .map(|(id, _)| Some(id.clone()))
-                    .collect(),
-                Partitioning::AllStreams => message_streams
-                    .iter()
-                    .map(|(id, _)| Some(id.clone()))
-                    .collect(),
+            let group = self.groups.len();
+            let mut members = Vec::new();
+            let targets: Vec<(usize, Option<RunServer>)> = if whole_account && spec.per_server() {
+                servers.iter().cloned().enumerate().collect()
+            } else {
+                // One server (the configured token), or an account stream (not partitioned).
+                vec![(0, None)]
             };
-            let mut run = StreamRun::new(selected.clone(), partitions);
-            let idx = self.runs.len();
-            if spec.is_incremental() {
-                let start = self.plan.range_start(selected);
-                run.range = Some((start, end));
-                run.progress = Some(Progress::new(start, run.partitions.len()));
-                if selected.incremental {
-                    run.prev_cursor = self
-                        .plan
-                        .state
-                        .cursors
-                        .get(spec.name)
-                        .map(|c| c.synced_until);
-                }
-            }
-            self.runs.push(run);
-            let roots: Vec<(usize, Option<Window>)> = {
-                let run = &self.runs[idx];
-                match run.range {
-                    Some((s, e)) if s < e => (0..run.partitions.len())
-                        .map(|p| (p, Some((s, e))))
-                        .collect(),
-                    Some(_) => Vec::new(),
-                    None => (0..run.partitions.len()).map(|p| (p, None)).collect(),
-                }
-            };
-            if unreadable > 0 && spec.partitioning != Partitioning::None {
-                let err = Error::UnexpectedResponse {
-                    context: "listing message streams".to_string(),
-                    detail: format!(
-                        "{unreadable} rows of GET /message-streams are not message streams with \
-                         an ID and a MessageStreamType; '{}' is read once per message stream, so \
-                         it cannot be read completely and is not read at all",
-                        spec.name
-                    ),
+            for (server_idx, server) in targets {
+                let listing = listings.get(server_idx);
+                let message_streams: &[(String, String)] = match listing {
+                    Some(Ok((list, _))) => list,
+                    _ => &[],
                 };
-                self.fail_stream(idx, err)?;
-                continue;
+                let partitions: Vec<Option<String>> = match spec.partitioning {
+                    Partitioning::None => vec![None],
+                    Partitioning::OutboundStreams => message_streams
+                        .iter()
+                        .filter(|(_, kind)| kind != "Inbound")
+                        .map(|(id, _)| Some(id.clone()))
+                        .collect(),
+                    Partitioning::AllStreams => message_streams
+                        .iter()
+                        .map(|(id, _)| Some(id.clone()))
+                        .collect(),
+                };
+                let server_id = server.as_ref().map(|s| s.id);
+                let mut run = StreamRun::new(selected.clone(), partitions);
+                run.group = group;
+                run.server = server.clone();
+                let idx = self.runs.len();
+                members.push(idx);
+                if spec.is_incremental() {
+                    let start = self.plan.range_start(selected, server_id);
+                    run.range = Some((start, end));
+                    run.progress = Some(Progress::new(start, run.partitions.len()));
+                    run.input_cursor = self.plan.cursor(selected, server_id).copied();
+                    run.prev_cursor = run.input_cursor.map(|c| c.synced_until);
+                }
+                self.runs.push(run);
+                // A server without a token fails whole; one whose message streams could not
+                // be listed fails the streams read per message stream.
+                let failure = match (listing, server.as_ref()) {
+                    (_, Some(s)) if self.plan.servers[s.slot].token.is_none() => {
+                        Some(no_token(s))
+                    }
+                    (Some(Err(e)), _) if spec.partitioning != Partitioning::None => {
+                        Some(e.duplicate())
+                    }
+                    (Some(Ok((_, unreadable))), _)
+                        if *unreadable > 0 && spec.partitioning != Partitioning::None =>
+                    {
+                        Some(Error::UnexpectedResponse {
+                            context: match &server {
+                                Some(s) => format!("listing message streams of {}", s.label),
+                                None => "listing message streams".to_string(),
+                            },
+                            detail: format!(
+                                "{unreadable} rows of GET /message-streams are not message streams with \
+                                 an ID and a MessageStreamType; '{}' is read once per message stream, so \
+                                 it cannot be read completely and is not read at all",
+                                spec.name
+                            ),
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(e) = failure {
+                    failures.push((idx, e));
+                    continue;
+                }
+                let roots: Vec<(usize, Option<Window>)> = {
+                    let run = &self.runs[idx];
+                    match run.range {
+                        Some((s, e)) if s < e => (0..run.partitions.len())
+                            .map(|p| (p, Some((s, e))))
+                            .collect(),
+                        Some(_) => Vec::new(),
+                        None => (0..run.partitions.len()).map(|p| (p, None)).collect(),
+                    }
+                };
+                self.runs[idx].roots_unprobed = roots.len();
+                for (partition, window) in roots {
+                    self.add_task(idx, partition, Vec::new(), window, None);
+                }
             }
-            self.runs[idx].roots_unprobed = roots.len();
-            for (partition, window) in roots {
-                self.add_task(idx, partition, Vec::new(), window, None);
-            }
+            self.groups.push(Group {
+                name: spec.name,
+                runs: members,
+                announced: false,
+                started: false,
+                ended: false,
+            });
+        }
+        for (idx, e) in failures {
+            self.fail_stream(idx, e)?;
         }
         Ok(())
     }
@@ -313,10 +417,14 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
     /// `GET /message-streams` once, to know which `messagestream` values to query.
     /// Also returns how many rows were not readable message streams (their messages cannot
     /// be read, so the streams that need the list fail instead of syncing without them).
-    fn list_message_streams(&mut self) -> Result<(Vec<(String, String)>, u64), Error> {
+    fn list_message_streams(&mut self, server: Option<&RunServer>) -> Result<Listing, Error> {
         let spec = stream_table::message_streams();
-        let request = build_request(spec, None, &[], None, false, None);
-        let context = "listing message streams".to_string();
+        let mut request = build_request(spec, None, &[], None, false, None);
+        request.server = server.map(|s| s.slot);
+        let context = match server {
+            Some(s) => format!("listing message streams of {}", s.label),
+            None => "listing message streams".to_string(),
+        };
         // Each retry is logged before its wait starts, not after the request ends.
         let out = &mut self.out;
         let mut log_error = None;
@@ -366,17 +474,26 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             self.out.log(
                 Level::Warn,
                 &format!(
-                    "{} message streams have a type Postmark does not document ({}); they are \
-                     read for outbound messages and bounces like the others",
+                    "{} message streams{} have a type Postmark does not document ({}); they \
+                     are read for outbound messages and bounces like the others",
                     unknown.len(),
+                    server
+                        .map(|s| format!(" of {}", s.label))
+                        .unwrap_or_default(),
                     unknown.join(", ")
                 ),
             )?;
         }
         let ids: Vec<&str> = list.iter().map(|(id, _)| id.as_str()).collect();
+        let of = server
+            .map(|s| format!(" of {}", s.label))
+            .unwrap_or_default();
         self.out.log(
             Level::Info,
-            &format!("message streams (archived included): {}", ids.join(", ")),
+            &format!(
+                "message streams{of} (archived included): {}",
+                ids.join(", ")
+            ),
         )?;
         Ok((list, unreadable))
     }
@@ -480,6 +597,17 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 self.finish_stream(idx)?;
             }
         }
+        // Whole-account mode with no server selected: the server streams are empty.
+        for group in 0..self.groups.len() {
+            if self.groups[group].runs.is_empty() {
+                let name = self.groups[group].name;
+                self.out.log(
+                    Level::Warn,
+                    &format!("{name}: the account has no server to read it from"),
+                )?;
+                self.end_group(group)?;
+            }
+        }
         let workers = self.plan.config.max_concurrency.max(1);
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let (msg_tx, msg_rx) = mpsc::channel::<WorkerMsg>();
@@ -565,10 +693,16 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                 request.path = part.path.to_string();
                 endpoint = part.path;
             }
+            let of = run
+                .server
+                .as_ref()
+                .map(|s| format!(" of {}", s.label))
+                .unwrap_or_default();
+            request.server = run.server.as_ref().map(|s| s.slot);
             let context = match (&p.detail, &partition) {
-                (Some(d), _) => format!("reading '{}' (GET {})", spec.name, d.path),
-                (None, Some(ms)) => format!("reading '{}' (messagestream {ms})", spec.name),
-                (None, None) => format!("reading '{}'", spec.name),
+                (Some(d), _) => format!("reading '{}'{of} (GET {})", spec.name, d.path),
+                (None, Some(ms)) => format!("reading '{}'{of} (messagestream {ms})", spec.name),
+                (None, None) => format!("reading '{}'{of}", spec.name),
             };
             if self.runs[stream].phase == Phase::NotStarted {
                 self.start_stream(stream)?;

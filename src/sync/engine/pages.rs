@@ -416,7 +416,15 @@ impl<W: Write> Engine<'_, '_, W> {
         let partition_json = partition
             .as_deref()
             .map(|p| serde_json::Value::from(p).to_string());
-        let mut extra: Vec<Extra> = Vec::with_capacity(spec.added.len() + page.carried.len());
+        // Whole-account mode: the server read, as `ServerID`.
+        let server_json = self.runs[job.stream]
+            .server
+            .as_ref()
+            .map(|s| s.id_json.clone());
+        let mut extra: Vec<Extra> = Vec::with_capacity(spec.added.len() + page.carried.len() + 1);
+        if let Some(id) = &server_json {
+            extra.push((Cow::Borrowed(crate::streams::SERVER_ID), id));
+        }
         for added in spec.added {
             match (added, &partition_json) {
                 (Added::Partition(field), Some(p)) => extra.push((Cow::Borrowed(*field), p)),

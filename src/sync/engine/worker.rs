@@ -150,6 +150,7 @@ pub(super) fn build_request(
         path,
         query,
         token: spec.token,
+        server: None,
     }
 }
 
