@@ -371,6 +371,8 @@ fn check_range(u: &mut Unstructured, now: i64) -> Result<()> {
         spec,
         incremental: true,
         excluded_fields: Vec::new(),
+        // A server token's read (whole-account mode has its own tests).
+        whole_account: false,
     };
     let lag = config.window_lag;
     let plan = ReadPlan {
@@ -381,6 +383,7 @@ fn check_range(u: &mut Unstructured, now: i64) -> Result<()> {
         now: utc(now) + Duration::milliseconds(u.int_in_range(0..=999)?),
         retry_base: std::time::Duration::from_millis(1),
         progress_every: std::time::Duration::from_secs(10),
+        servers: Vec::new(),
     };
     let end = plan.range_end();
     let ideal = secs(plan.now - lag);
@@ -390,7 +393,7 @@ fn check_range(u: &mut Unstructured, now: i64) -> Result<()> {
         (0..=2 * HOUR + 1).contains(&(ideal - secs(end))),
         "range_end {end} too far from now - lag"
     );
-    let start = plan.range_start(&selected);
+    let start = plan.range_start(&selected, None);
     assert_eq!(
         start.timestamp_subsec_nanos(),
         0,
