@@ -19,13 +19,15 @@ use crate::streams::Part;
 /// The days read so far for one task, and how many parts are still to come.
 #[derive(Debug, Default)]
 pub struct MergeBuf {
-    days: BTreeMap<String, Map<String, Value>>,
+    /// Per day, each part's counts in the slot of its part: the record lists them in the
+    /// stream's part order, whatever order the answers arrived in.
+    days: BTreeMap<String, Vec<Map<String, Value>>>,
     parts_seen: usize,
 }
 
 impl MergeBuf {
     /// Folds one part's days in; `Date` is the key, other fields renamed per the part.
-    fn add(&mut self, part: &Part, days: &[Record]) -> Result<(), String> {
+    fn add(&mut self, slot: usize, part: &Part, days: &[Record]) -> Result<(), String> {
         for day in days {
             let obj = day
                 .fields()
@@ -38,7 +40,11 @@ impl MergeBuf {
             else {
                 return Err("a day has no 'Date'".into());
             };
-            let day = self.days.entry(date).or_default();
+            let slots = self.days.entry(date).or_default();
+            if slots.len() <= slot {
+                slots.resize_with(slot + 1, Map::new);
+            }
+            let day = &mut slots[slot];
             for (k, v) in &obj.0 {
                 if k == "Date" {
                     continue;
@@ -61,9 +67,11 @@ impl MergeBuf {
         self.days
             .into_iter()
             .filter_map(|(date, counts)| {
-                let mut rec = Map::with_capacity(counts.len() + 1);
+                let mut rec = Map::with_capacity(counts.iter().map(Map::len).sum::<usize>() + 1);
                 rec.insert("Date".into(), Value::from(date));
-                rec.extend(counts);
+                for part in counts {
+                    rec.extend(part);
+                }
                 RawValue::from_string(Value::Object(rec).to_string()).ok()
             })
             .collect()
@@ -84,7 +92,7 @@ impl<W: Write> Engine<'_, '_, W> {
         };
         let run = &mut self.runs[job.stream];
         let buf = run.merging.entry(job.task).or_default();
-        if let Err(detail) = buf.add(part, &page.records) {
+        if let Err(detail) = buf.add(job.offset as usize, part, &page.records) {
             let context = format!("reading '{}' ({})", spec.name, part.path);
             return self.fail_stream(job.stream, Error::UnexpectedResponse { context, detail });
         }
@@ -130,9 +138,9 @@ mod tests {
             path: "/stats/outbound/opens",
             renames: &[("Unique", "UniqueOpens")],
         };
-        buf.add(&plain, &parse_page(sends, DAYS).unwrap().records)
+        buf.add(0, &plain, &parse_page(sends, DAYS).unwrap().records)
             .unwrap();
-        buf.add(&renamed, &parse_page(opens, DAYS).unwrap().records)
+        buf.add(1, &renamed, &parse_page(opens, DAYS).unwrap().records)
             .unwrap();
         let out: Vec<Value> = buf
             .records()
@@ -144,5 +152,35 @@ mod tests {
             out[1],
             serde_json::json!({"Date": "2026-11-17", "Sent": 3, "Opens": 4, "UniqueOpens": 2})
         );
+    }
+
+    #[test]
+    fn a_merged_day_lists_its_counts_in_part_order_whatever_order_the_parts_answered_in() {
+        let sends = r#"{"Days":[{"Date":"2026-11-17","Sent":3}]}"#;
+        let opens = r#"{"Days":[{"Date":"2026-11-17","Opens":4,"Unique":2}]}"#;
+        let parts = [
+            Part {
+                path: "/stats/outbound/sends",
+                renames: &[],
+            },
+            Part {
+                path: "/stats/outbound/opens",
+                renames: &[("Unique", "UniqueOpens")],
+            },
+        ];
+        let text = |order: [usize; 2]| {
+            let mut buf = MergeBuf::default();
+            for i in order {
+                let body = [sends, opens][i];
+                buf.add(i, &parts[i], &parse_page(body, DAYS).unwrap().records)
+                    .unwrap();
+            }
+            buf.records()[0].get().to_string()
+        };
+        assert_eq!(
+            text([0, 1]),
+            r#"{"Date":"2026-11-17","Sent":3,"Opens":4,"UniqueOpens":2}"#
+        );
+        assert_eq!(text([1, 0]), text([0, 1]));
     }
 }
