@@ -87,8 +87,11 @@ impl<W: Write> Engine<'_, '_, W> {
         let run = &mut self.runs[task.stream];
         run.row_estimate += total.unwrap_or(0);
         run.roots_unprobed = run.roots_unprobed.saturating_sub(1);
-        if run.roots_unprobed == 0 {
-            let (name, rows) = (run.name(), run.row_estimate);
+        let (group, name) = (run.group, run.name());
+        // One estimate per stream, once every run of it (every server) has probed its roots.
+        let runs = &self.groups[group].runs;
+        if runs.iter().all(|&i| self.runs[i].roots_unprobed == 0) {
+            let rows = runs.iter().map(|&i| self.runs[i].row_estimate).sum();
             self.out.trace_estimate(name, rows)?;
         }
         Ok(())
