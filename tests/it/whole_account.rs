@@ -242,6 +242,18 @@ fn statuses(run: &Run) -> BTreeMap<String, Vec<String>> {
 }
 
 fn assert_statuses(run: &Run, streams: &[&str], last: &str) {
+    // At most one row estimate per stream, covering every server.
+    let mut estimates: BTreeMap<String, u32> = BTreeMap::new();
+    for t in run.of_type("TRACE") {
+        if t["trace"]["type"] == "ESTIMATE" {
+            let name = t["trace"]["estimate"]["name"].as_str().unwrap_or("");
+            *estimates.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    assert!(
+        estimates.values().all(|n| *n == 1),
+        "one ESTIMATE per stream: {estimates:?}"
+    );
     let got = statuses(run);
     for stream in streams {
         assert_eq!(
