@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI: a short fuzz run. Builds every cargo-fuzz target in fuzz/ (nightly toolchain, libFuzzer)
-# and runs each for FUZZ_CI_SECONDS (default 20) from its seeds and saved findings; fails on
+# and runs each for a fixed 60,000 inputs with a fixed seed (FUZZ_CI_RUNS, FUZZ_CI_SEED; at most FUZZ_CI_SECONDS, default 90, each) from its seeds and saved findings; fails on
 # any crash, property violation or hang. Installs cargo-fuzz when it is missing and fails
 # loudly when it cannot: a fuzz step that silently skips would hide regressions.
 set -euo pipefail
