@@ -149,7 +149,9 @@ impl<W: Write> Engine<'_, '_, W> {
         self.announce_group(group)?;
         let runs = self.groups[group].runs.clone();
         let failed = runs.iter().any(|&i| self.runs[i].phase == Phase::Failed);
-        let per_server = runs.iter().any(|&i| self.runs[i].server.is_some());
+        // No run at all: whole-account mode with no server to read (the saved entries are
+        // carried over).
+        let per_server = runs.is_empty() || runs.iter().any(|&i| self.runs[i].server.is_some());
         let name = self.groups[group].name;
         if failed {
             if per_server && runs.iter().any(|&i| self.runs[i].phase == Phase::Done) {
