@@ -297,13 +297,28 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
             .streams
             .iter()
             .any(|s| s.spec.partitioning != Partitioning::None);
-        // Each server's message streams (one request per server), or why they are unknown.
+        // Each server's message streams (one request per server, the servers' requests
+        // concurrently), or why they are unknown.
+        let asked: Vec<Option<RunServer>> = servers
+            .iter()
+            .filter(|s| needs_partitions && !self.server_lacks_token(s.as_ref()))
+            .cloned()
+            .collect();
+        let mut bodies = self.fetch_listings(&asked)?.into_iter();
         let mut listings: Vec<Result<Listing, Error>> = Vec::new();
         for server in &servers {
             let listing = match server {
                 _ if !needs_partitions => Ok((Vec::new(), 0)),
-                Some(s) if self.plan.servers[s.slot].token.is_none() => Err(no_token(s)),
-                _ => self.list_message_streams(server.as_ref()),
+                Some(s) if self.server_lacks_token(Some(s)) => Err(no_token(s)),
+                _ => {
+                    let body = bodies.next().unwrap_or_else(|| {
+                        Err(Error::Internal {
+                            context: "listing message streams".into(),
+                            detail: "a server's listing is missing".into(),
+                        })
+                    });
+                    self.list_message_streams(server.as_ref(), body)
+                }
             };
             if let Err(Error::Stdout(_)) = listing {
                 return listing.map(|_| ());
@@ -414,28 +429,106 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
         Ok(())
     }
 
-    /// `GET /message-streams` once, to know which `messagestream` values to query.
-    /// Also returns how many rows were not readable message streams (their messages cannot
-    /// be read, so the streams that need the list fail instead of syncing without them).
-    fn list_message_streams(&mut self, server: Option<&RunServer>) -> Result<Listing, Error> {
-        let spec = stream_table::message_streams();
-        let mut request = build_request(spec, None, &[], None, false, None);
-        request.server = server.map(|s| s.slot);
-        let context = match server {
+    /// Whole-account mode: the server list showed no token for this server.
+    fn server_lacks_token(&self, server: Option<&RunServer>) -> bool {
+        server.is_some_and(|s| self.plan.servers[s.slot].token.is_none())
+    }
+
+    fn listing_context(server: Option<&RunServer>) -> String {
+        match server {
             Some(s) => format!("listing message streams of {}", s.label),
             None => "listing message streams".to_string(),
-        };
-        // Each retry is logged before its wait starts, not after the request ends.
-        let out = &mut self.out;
+        }
+    }
+
+    /// `GET /message-streams` of each server, up to `max_concurrency` at once (before the
+    /// pool starts); retries are logged as they happen. One body or error per server, in
+    /// order.
+    fn fetch_listings(
+        &mut self,
+        servers: &[Option<RunServer>],
+    ) -> Result<Vec<Result<String, Error>>, Error> {
+        enum Msg {
+            Retry(String),
+            Done(usize, Result<String, Error>),
+        }
+        let spec = stream_table::message_streams();
+        let jobs: Vec<(crate::client::Request, String)> = servers
+            .iter()
+            .map(|server| {
+                let mut request = build_request(spec, None, &[], None, false, None);
+                request.server = server.as_ref().map(|s| s.slot);
+                (request, Self::listing_context(server.as_ref()))
+            })
+            .collect();
+        let workers = self.plan.config.max_concurrency.clamp(1, jobs.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut results: Vec<Option<Result<String, Error>>> = jobs.iter().map(|_| None).collect();
         let mut log_error = None;
-        let body = self.client.get(&request, &context, &mut |m| {
-            if let Err(e) = out.log(Level::Warn, &m) {
-                log_error.get_or_insert(e);
+        let client = &*self.client;
+        let out = &mut *self.out;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<Msg>();
+            for _ in 0..workers {
+                let (tx, next, jobs) = (tx.clone(), &next, &jobs);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((request, context)) = jobs.get(i) else {
+                        break;
+                    };
+                    let result = client.get(request, context, &mut |m| {
+                        let _ = tx.send(Msg::Retry(m));
+                    });
+                    if tx.send(Msg::Done(i, result)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            // Ends when every fetcher has finished (all senders dropped).
+            for msg in rx {
+                match msg {
+                    Msg::Retry(m) => {
+                        if log_error.is_none() {
+                            if let Err(e) = out.log(Level::Warn, &m) {
+                                log_error = Some(e);
+                            }
+                        }
+                    }
+                    Msg::Done(i, result) => {
+                        if let Some(slot) = results.get_mut(i) {
+                            *slot = Some(result);
+                        }
+                    }
+                }
             }
         });
         if let Some(e) = log_error {
             return Err(e);
         }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::Internal {
+                        context: "listing message streams".into(),
+                        detail: "a listing request ended without an answer".into(),
+                    })
+                })
+            })
+            .collect())
+    }
+
+    /// A server's `GET /message-streams` answer: which `messagestream` values to query.
+    /// Also returns how many rows were not readable message streams (their messages cannot
+    /// be read, so the streams that need the list fail instead of syncing without them).
+    fn list_message_streams(
+        &mut self,
+        server: Option<&RunServer>,
+        body: Result<String, Error>,
+    ) -> Result<Listing, Error> {
+        let spec = stream_table::message_streams();
+        let context = Self::listing_context(server);
         let body = body?;
         let page =
             parse_page(&body, spec.envelope).map_err(|detail| Error::UnexpectedResponse {
