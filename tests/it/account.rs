@@ -71,12 +71,7 @@ fn with_only_an_account_token_airbyte_discovers_every_stream_and_reads_the_accou
     assert_eq!(discover.code, 0, "{}", discover.stderr);
     assert_valid_airbyte(&discover);
     let catalog = &discover.of_type("CATALOG")[0]["catalog"];
-    let names: Vec<&str> = catalog["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = catalog_names(catalog, "name");
     // Whole-account mode: the server streams are read per server of the account.
     let mut expected = all_streams();
     expected.extend(account_streams());
@@ -140,12 +135,7 @@ fn with_only_an_account_token_a_singer_sync_emits_the_account_streams_and_no_tok
     );
     let discover = run(&["--config", &cfg, "--discover"]);
     assert_eq!(discover.code, 0, "{}", discover.stderr);
-    let names: Vec<&str> = discover.lines()[0]["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["tap_stream_id"].as_str().unwrap())
-        .collect();
+    let names = catalog_names(&discover.lines()[0], "tap_stream_id");
     let mut expected = all_streams();
     expected.extend(account_streams());
     assert_eq!(names, expected);
@@ -180,12 +170,7 @@ fn with_both_tokens_each_goes_only_to_its_own_endpoints() {
     );
     let discover = run(&["discover", "--config", &cfg]);
     let catalog = &discover.of_type("CATALOG")[0]["catalog"];
-    let names: Vec<&str> = catalog["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = catalog_names(catalog, "name");
     let mut expected = all_streams();
     expected.extend(account_streams());
     assert_eq!(names, expected);

@@ -45,12 +45,7 @@ fn airbyte_discover_prints_exactly_the_committed_catalog() {
     assert_eq!(catalogs.len(), 1);
     let catalog = &catalogs[0]["catalog"];
     golden("catalogs/airbyte_catalog.json", catalog);
-    let names: Vec<&str> = catalog["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = catalog_names(catalog, "name");
     assert_eq!(names, all_streams());
     for stream in catalog["streams"].as_array().unwrap() {
         let name = stream["name"].as_str().unwrap();

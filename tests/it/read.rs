@@ -90,18 +90,7 @@ fn every_stream_reports_started_running_complete_and_ends_with_its_state() {
         estimate >= outbound && estimate <= outbound + 50,
         "{estimate} vs {outbound}"
     );
-    // No STATE runs ahead of records: the last line of each stream's output is its state.
-    let lines = run.lines();
-    for stream in streams() {
-        let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
-        let last_state = lines
-            .iter()
-            .rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
-        assert!(
-            last_state > last_record,
-            "{stream}: a STATE follows the last record"
-        );
-    }
+    assert_state_follows_last_record(&run, &streams());
 }
 
 #[test]

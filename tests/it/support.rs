@@ -686,3 +686,30 @@ pub fn trace_errors(run: &Run) -> Vec<serde_json::Value> {
         .map(|t| t["trace"]["error"].clone())
         .collect()
 }
+
+/// The stream names a catalog lists, in order: `field` is `name` (Airbyte) or
+/// `tap_stream_id` (Singer).
+pub fn catalog_names<'a>(catalog: &'a Value, field: &str) -> Vec<&'a str> {
+    catalog["streams"]
+        .as_array()
+        .expect("a catalog's streams")
+        .iter()
+        .map(|s| s[field].as_str().expect("a stream name"))
+        .collect()
+}
+
+/// No STATE runs ahead of records: each stream's last record is followed by a STATE of
+/// that stream (Airbyte output).
+pub fn assert_state_follows_last_record(run: &Run, streams: &[&str]) {
+    let lines = run.lines();
+    for stream in streams {
+        let last_record = lines.iter().rposition(|m| m["record"]["stream"] == *stream);
+        let last_state = lines
+            .iter()
+            .rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == *stream);
+        assert!(
+            last_state > last_record,
+            "{stream}: a STATE follows the last record"
+        );
+    }
+}

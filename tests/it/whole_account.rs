@@ -412,18 +412,7 @@ fn with_only_an_account_token_an_airbyte_read_returns_every_stream_of_every_serv
             "{stream}: recordCount"
         );
     }
-    // Each stream's last record is followed by a STATE of that stream.
-    let lines = read.lines();
-    for stream in all_streams() {
-        let last_record = lines.iter().rposition(|m| m["record"]["stream"] == stream);
-        let last_state = lines
-            .iter()
-            .rposition(|m| m["state"]["stream"]["stream_descriptor"]["name"] == stream);
-        assert!(
-            last_state > last_record,
-            "{stream}: a STATE follows the last record"
-        );
-    }
+    assert_state_follows_last_record(&read, &all_streams());
     // State: one entry per server in every incremental stream, at the sync's end.
     let states = read.last_airbyte_states();
     for stream in all_streams().into_iter().filter(|s| is_incremental(s)) {
@@ -528,12 +517,7 @@ fn whole_account_discover_offers_every_server_stream_with_server_id_in_schema_an
     for extra in [json!({}), json!({ "server_token": TOKEN })] {
         let cfg = account_config(&s, &fake, extra.clone());
         let catalog = airbyte_discover(&cfg);
-        let offered: BTreeSet<&str> = catalog["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let offered: BTreeSet<&str> = catalog_names(&catalog, "name").into_iter().collect();
         let expected: BTreeSet<&str> = server_streams_and(&account_streams()).into_iter().collect();
         assert_eq!(offered, expected, "{extra}");
         for st in catalog["streams"].as_array().unwrap() {
@@ -588,12 +572,7 @@ fn whole_account_discover_offers_every_server_stream_with_server_id_in_schema_an
     let single = run(&["discover", "--config", &cfg]);
     assert_eq!(single.code, 0, "{}", single.stderr);
     let catalog = &single.of_type("CATALOG")[0]["catalog"];
-    let names: Vec<&str> = catalog["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = catalog_names(catalog, "name");
     assert_eq!(names, all_streams());
     for st in catalog["streams"].as_array().unwrap() {
         let name = st["name"].as_str().unwrap();
