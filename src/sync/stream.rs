@@ -50,8 +50,6 @@ pub struct StreamRun {
     /// The time range read (time-based streams).
     pub range: Option<Window>,
     pub progress: Option<Progress>,
-    /// The cursor this read started from (incremental only).
-    pub prev_cursor: Option<DateTime<Utc>>,
     /// The last `synced_until` put in a STATE.
     pub last_state_cursor: Option<DateTime<Utc>>,
     pub phase: Phase,
@@ -105,7 +103,6 @@ impl StreamRun {
             partitions,
             range: None,
             progress: None,
-            prev_cursor: None,
             last_state_cursor: None,
             phase: Phase::NotStarted,
             open_tasks: 0,
@@ -149,6 +146,11 @@ impl StreamRun {
         }
     }
 
+    /// The cursor this read started from (incremental only).
+    pub fn prev_cursor(&self) -> Option<DateTime<Utc>> {
+        self.input_cursor.map(|c| c.synced_until)
+    }
+
     /// This run's entry in its stream's whole-account state: its final value once complete,
     /// else its last checkpoint, else the cursor it started from.
     pub fn state_entry(&self) -> Option<Value> {
@@ -171,7 +173,7 @@ impl StreamRun {
     pub fn checkpoint(&mut self) -> Option<StreamCursor> {
         let cursor = self.progress.as_ref()?.frontier();
         let (start, end) = self.range?;
-        let floor = self.prev_cursor.unwrap_or(start).max(start);
+        let floor = self.prev_cursor().unwrap_or(start).max(start);
         // Reaching the end is the final state's job, not a checkpoint's.
         if cursor <= floor || cursor >= end || Some(cursor) <= self.last_state_cursor {
             return None;
@@ -188,7 +190,7 @@ impl StreamRun {
         match self.range {
             Some((start, end)) => {
                 let mut until = end.max(start);
-                if let Some(p) = self.prev_cursor {
+                if let Some(p) = self.prev_cursor() {
                     until = until.max(p);
                 }
                 self.last_state_cursor = Some(until);

@@ -366,7 +366,6 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                     run.range = Some((start, end));
                     run.progress = Some(Progress::new(start, run.partitions.len()));
                     run.input_cursor = self.plan.cursor(selected, server_id).copied();
-                    run.prev_cursor = run.input_cursor.map(|c| c.synced_until);
                 }
                 self.runs.push(run);
                 // A server without a token fails whole; one whose message streams could not
