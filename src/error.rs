@@ -32,7 +32,9 @@ impl FailureType {
     }
 }
 
-#[derive(Debug)]
+/// `Clone`: one failure can be reported for several streams (a server's message streams
+/// could not be listed: every stream read per message stream fails with it).
+#[derive(Debug, Clone)]
 pub enum Error {
     /// A command line that cannot work (clap handles the rest itself).
     Usage(String),
@@ -68,7 +70,7 @@ pub enum Error {
     /// A bug: a thread panicked, or a stream ended neither complete nor failed.
     Internal { context: String, detail: String },
     /// Writing to stdout failed (a closed pipe is handled as a normal end).
-    Stdout(io::Error),
+    Stdout(std::sync::Arc<io::Error>),
 }
 
 impl Error {
@@ -103,63 +105,6 @@ impl Error {
     /// reports FAILED and exits 0 rather than failing the process).
     pub fn is_user_fixable(&self) -> bool {
         self.failure_type() == FailureType::Config
-    }
-
-    /// A copy, to report one failure for several streams (a server's message streams could
-    /// not be listed: every stream read per message stream fails with it). `io::Error` has
-    /// no `Clone`: its kind and text are kept.
-    pub fn duplicate(&self) -> Error {
-        match self {
-            Error::Usage(m) => Error::Usage(m.clone()),
-            Error::Input { what, message } => Error::input(what.clone(), message.clone()),
-            Error::Unauthorized { context, message } => Error::Unauthorized {
-                context: context.clone(),
-                message: message.clone(),
-            },
-            Error::ServerRejected { context, message } => Error::ServerRejected {
-                context: context.clone(),
-                message: message.clone(),
-            },
-            Error::Rejected {
-                context,
-                status,
-                code,
-                message,
-            } => Error::Rejected {
-                context: context.clone(),
-                status: *status,
-                code: *code,
-                message: message.clone(),
-            },
-            Error::Unavailable {
-                context,
-                attempts,
-                last,
-                server,
-            } => Error::Unavailable {
-                context: context.clone(),
-                attempts: *attempts,
-                last: last.clone(),
-                server: *server,
-            },
-            Error::UnexpectedResponse { context, detail } => Error::UnexpectedResponse {
-                context: context.clone(),
-                detail: detail.clone(),
-            },
-            Error::UnreachableRows { stream, rows } => Error::UnreachableRows {
-                stream: stream.clone(),
-                rows: *rows,
-            },
-            Error::Unsettled { stream, detail } => Error::Unsettled {
-                stream: stream.clone(),
-                detail: detail.clone(),
-            },
-            Error::Internal { context, detail } => Error::Internal {
-                context: context.clone(),
-                detail: detail.clone(),
-            },
-            Error::Stdout(e) => Error::Stdout(io::Error::new(e.kind(), e.to_string())),
-        }
     }
 
     /// A closed stdout (`| head`) is a normal way for a run to end.

@@ -83,7 +83,7 @@ pub struct Emitter<W: Write> {
 }
 
 fn stdout_err(e: io::Error) -> Error {
-    Error::Stdout(e)
+    Error::Stdout(std::sync::Arc::new(e))
 }
 
 pub fn now_ms() -> i64 {
@@ -127,7 +127,7 @@ impl<W: Write> Emitter<W> {
         self.flush()?;
         self.out
             .into_inner()
-            .map_err(|e| Error::Stdout(io::Error::new(e.error().kind(), e.error().to_string())))
+            .map_err(|e| stdout_err(io::Error::new(e.error().kind(), e.error().to_string())))
     }
 
     /// A log line. Secrets are blanked; warnings and errors are flushed at once, so a

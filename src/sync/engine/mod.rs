@@ -375,7 +375,7 @@ impl<'p, 'o, W: Write> Engine<'p, 'o, W> {
                         Some(no_token(s))
                     }
                     (Some(Err(e)), _) if spec.partitioning != Partitioning::None => {
-                        Some(e.duplicate())
+                        Some(e.clone())
                     }
                     (Some(Ok((_, unreadable))), _)
                         if *unreadable > 0 && spec.partitioning != Partitioning::None =>
